@@ -1,0 +1,295 @@
+//! Settings: the gateway-wide [`GatewayConfig`] and the per-service
+//! [`ServiceConfig`] read from `plugins/<service>/service.toml`.
+//!
+//! Every value is validated when it is read; an invalid value is refused with
+//! a message that names the key, and the caller keeps whatever it had before.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Gateway-wide settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The folder holding one sub-folder per service.
+    pub plugins_dir: PathBuf,
+    /// Handler calls running at once across all services; also the size of
+    /// the instance pool, so a call never waits for a pool slot it cannot get.
+    pub max_concurrency: u32,
+    /// Largest linear memory any handler may reach, in MiB: the pool's slot
+    /// size. A service's `memory_limit_mb` must not exceed it.
+    pub max_memory_mb: u64,
+    /// How long graceful shutdown waits for connections to close and their
+    /// cleanup handlers to run.
+    pub shutdown_grace: Duration,
+}
+
+impl GatewayConfig {
+    /// Settings with defaults for everything but the plugins folder.
+    pub fn new(plugins_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            plugins_dir: plugins_dir.into(),
+            max_concurrency: 256,
+            max_memory_mb: 512,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a `service.toml` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// A key has a value outside its range.
+    #[error("{path}: invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The offending key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Validated settings of one service. Defaults are documented in the README.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// Bearer token required on the reverse-push routes; `None` restricts
+    /// them to loopback callers.
+    pub push_token: Option<String>,
+    /// Close a connection after this long without a message from the client.
+    pub idle_timeout: Duration,
+    /// Wall-clock bound of one handler call.
+    pub timeout: Duration,
+    /// Linear memory a handler call may grow to, in bytes.
+    pub memory_limit_bytes: usize,
+    /// Handler calls of this service running at once.
+    pub max_concurrency: u32,
+    /// Live connections of this service.
+    pub max_connections: usize,
+    /// Largest message a client may send or a push may deliver.
+    pub max_message_bytes: usize,
+    /// Messages that may wait for a slow client before it is closed with 1008.
+    pub outbound_queue: usize,
+    /// The only environment variables a handler sees.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            push_token: None,
+            idle_timeout: Duration::from_secs(600),
+            timeout: Duration::from_millis(3000),
+            memory_limit_bytes: 64 << 20,
+            max_concurrency: 64,
+            max_connections: 100_000,
+            max_message_bytes: 256 << 10,
+            outbound_queue: 1024,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServiceConfig {
+    push_token: Option<String>,
+    idle_timeout_s: Option<u64>,
+    timeout_ms: Option<u64>,
+    memory_limit_mb: Option<u64>,
+    max_concurrency: Option<u32>,
+    max_connections: Option<usize>,
+    max_message_bytes: Option<usize>,
+    outbound_queue: Option<usize>,
+    env: Option<BTreeMap<String, String>>,
+}
+
+impl ServiceConfig {
+    /// Reads `service.toml` from a service folder; a missing file gives the defaults.
+    pub fn load(service_dir: &Path, gateway: &GatewayConfig) -> Result<Self, ConfigError> {
+        let path = service_dir.join("service.toml");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path, gateway),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// Parses and validates the text of a `service.toml`.
+    pub fn parse(text: &str, path: &Path, gateway: &GatewayConfig) -> Result<Self, ConfigError> {
+        let raw: RawServiceConfig = toml::from_str(text).map_err(|e| {
+            // Name the line (and so the key) the parser stopped at.
+            let location = e
+                .span()
+                .map(|span| {
+                    let line_no = text[..span.start].matches('\n').count() + 1;
+                    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+                    format!(" (line {line_no}: `{line}`)")
+                })
+                .unwrap_or_default();
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!("{}{location}", e.message()),
+            }
+        })?;
+        let invalid = |key: &'static str, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            reason,
+        };
+        let defaults = Self::default();
+        let mut config = defaults.clone();
+        if let Some(token) = raw.push_token {
+            if token.len() < 16 {
+                return Err(invalid(
+                    "push_token",
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            config.push_token = Some(token);
+        }
+        if let Some(seconds) = raw.idle_timeout_s {
+            if !(1..=7 * 24 * 3600).contains(&seconds) {
+                return Err(invalid(
+                    "idle_timeout_s",
+                    "must be between 1 and 604800".into(),
+                ));
+            }
+            config.idle_timeout = Duration::from_secs(seconds);
+        }
+        if let Some(ms) = raw.timeout_ms {
+            if !(1..=600_000).contains(&ms) {
+                return Err(invalid("timeout_ms", "must be between 1 and 600000".into()));
+            }
+            config.timeout = Duration::from_millis(ms);
+        }
+        if let Some(mb) = raw.memory_limit_mb {
+            if mb == 0 || mb > gateway.max_memory_mb {
+                return Err(invalid(
+                    "memory_limit_mb",
+                    format!(
+                        "must be between 1 and the gateway's max_memory_mb ({})",
+                        gateway.max_memory_mb
+                    ),
+                ));
+            }
+            config.memory_limit_bytes = (mb as usize) << 20;
+        }
+        if let Some(n) = raw.max_concurrency {
+            if n == 0 || n > gateway.max_concurrency {
+                return Err(invalid(
+                    "max_concurrency",
+                    format!(
+                        "must be between 1 and the gateway's max_concurrency ({})",
+                        gateway.max_concurrency
+                    ),
+                ));
+            }
+            config.max_concurrency = n;
+        }
+        if let Some(n) = raw.max_connections {
+            if n == 0 {
+                return Err(invalid("max_connections", "must be at least 1".into()));
+            }
+            config.max_connections = n;
+        }
+        if let Some(n) = raw.max_message_bytes {
+            if !(16..=64 << 20).contains(&n) {
+                return Err(invalid(
+                    "max_message_bytes",
+                    "must be between 16 and 67108864".into(),
+                ));
+            }
+            config.max_message_bytes = n;
+        }
+        if let Some(n) = raw.outbound_queue {
+            if !(1..=1 << 20).contains(&n) {
+                return Err(invalid(
+                    "outbound_queue",
+                    "must be between 1 and 1048576".into(),
+                ));
+            }
+            config.outbound_queue = n;
+        }
+        if let Some(env) = raw.env {
+            config.env = env;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServiceConfig, ConfigError> {
+        ServiceConfig::parse(
+            text,
+            Path::new("svc/service.toml"),
+            &GatewayConfig::new("p"),
+        )
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), ServiceConfig::default());
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let config = parse(
+            r#"
+            push_token = "0123456789abcdef"
+            idle_timeout_s = 5
+            timeout_ms = 250
+            memory_limit_mb = 16
+            max_concurrency = 4
+            max_connections = 10
+            max_message_bytes = 1024
+            outbound_queue = 8
+            env = { GREETING = "hi" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.push_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(config.idle_timeout, Duration::from_secs(5));
+        assert_eq!(config.timeout, Duration::from_millis(250));
+        assert_eq!(config.memory_limit_bytes, 16 << 20);
+        assert_eq!(config.max_concurrency, 4);
+        assert_eq!(config.max_connections, 10);
+        assert_eq!(config.max_message_bytes, 1024);
+        assert_eq!(config.outbound_queue, 8);
+        assert_eq!(config.env["GREETING"], "hi");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let message = parse("timeout_ms = 0").unwrap_err().to_string();
+        assert!(message.contains("timeout_ms"), "{message}");
+        let message = parse("memory_limit_mb = 100000").unwrap_err().to_string();
+        assert!(message.contains("memory_limit_mb"), "{message}");
+        let message = parse("colour = 3").unwrap_err().to_string();
+        assert!(message.contains("colour"), "{message}");
+        let message = parse("idle_timeout_s = \"soon\"").unwrap_err().to_string();
+        assert!(message.contains("idle_timeout_s"), "{message}");
+    }
+}

@@ -1,0 +1,37 @@
+//! wasmgate: a WebSocket gateway whose handlers are sandboxed WebAssembly
+//! components.
+//!
+//! # Layout
+//!
+//! - [`config`]: gateway-wide and per-service (`service.toml`) settings, validated.
+//! - `protocol`: the wire contract — event JSON, register answers, reverse-push
+//!   requests and the `errNo` table.
+//! - `runtime`: the wasmtime engine, pooling allocator, epoch ticker, the
+//!   `wasmgate:gateway` world's host calls, and one fresh store per event.
+//! - `capture`: bounded capture of a handler's stdout, stderr and log lines.
+//! - `services`: services loaded from `plugins/<service>/` folders.
+//! - `router`: the connection registry and the one routing function shared
+//!   by reverse push and host calls.
+//! - `gateway`: shared state, handler dispatch, the HTTP routes and `run`.
+//! - `connection`: one WebSocket connection from upgrade to cleanup.
+//! - `invoke`: run one handler once from the command line.
+
+pub mod config;
+
+mod capture;
+mod connection;
+mod gateway;
+mod invoke;
+mod protocol;
+mod router;
+mod runtime;
+mod services;
+
+pub use capture::{LogLevel, OutputLine, OutputSource};
+pub use config::{GatewayConfig, ServiceConfig};
+pub use gateway::{app, run, serve, Gateway};
+pub use invoke::invoke;
+pub use protocol::ApiError;
+pub use router::{ConnectionInfo, Router};
+pub use runtime::{CallError, CallOutcome, LoadError, Role, Runtime};
+pub use services::{Service, Services};

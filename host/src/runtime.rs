@@ -1,0 +1,511 @@
+//! The wasm runtime: one [`Runtime`] (engine, linker, epoch ticker) for the
+//! whole gateway, one [`HandlerModule`] (a prepared `InstancePre`) per loaded
+//! handler file, and a fresh `Store` for every event.
+//!
+//! A call is bounded three ways: memory by a per-call resource limiter below the
+//! pool's slot size, CPU by epoch interruption (the ticker advances the epoch
+//! every [`EPOCH_TICK`]; a running guest yields to the async runtime at each tick
+//! and traps once its deadline has passed), and wall time by a tokio time-out
+//! around the whole call, host calls included.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap, UpdateDeadline,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::capture::{Capture, LogLevel, OutputLine, OutputSource};
+use crate::config::GatewayConfig;
+use crate::protocol::{ApiError, Payload, PushRequest};
+use crate::router::Router;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "handler",
+        exports: { default: async },
+    });
+}
+
+use bindings::wasmgate::gateway::types as wit;
+pub(crate) use bindings::HandlerPre;
+
+/// How often the epoch advances: the granularity of handler time-outs and how
+/// long a busy guest runs before it lets other tasks on its thread proceed.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Largest answer a handler may return.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// The lifecycle role a handler is called in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A client asks to connect.
+    Register,
+    /// A client sent a message.
+    Transfer,
+    /// A connection ended.
+    Cleanup,
+}
+
+impl Role {
+    /// All roles, in lifecycle order.
+    pub const ALL: [Role; 3] = [Role::Register, Role::Transfer, Role::Cleanup];
+
+    /// The lower-case name, as in role file names and log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Register => "register",
+            Role::Transfer => "transfer",
+            Role::Cleanup => "cleanup",
+        }
+    }
+
+    fn to_wit(self) -> wit::Role {
+        match self {
+            Role::Register => wit::Role::Register,
+            Role::Transfer => wit::Role::Transfer,
+            Role::Cleanup => wit::Role::Cleanup,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a handler file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a valid component, or it failed to compile.
+    #[error("does not compile: {0:#}")]
+    Compile(wasmtime::Error),
+    /// A valid component that does not fit the `wasmgate:gateway/handler` world.
+    #[error("does not match the wasmgate:gateway/handler world: {0:#}")]
+    Link(wasmtime::Error),
+}
+
+/// Why a handler call failed. The gateway applies its role's failure rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The call ran past its time-out.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The call tried to grow its memory past the service's limit.
+    #[error("exceeded its memory limit of {0} bytes")]
+    OutOfMemory(usize),
+    /// The guest trapped (panic, unreachable, stack overflow, ...).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The handler returned its `err` result.
+    #[error("returned an error: {0}")]
+    Handler(String),
+    /// The answer is larger than [`MAX_ANSWER_BYTES`].
+    #[error("answer of {0} bytes exceeds the limit of {MAX_ANSWER_BYTES} bytes")]
+    AnswerTooLarge(usize),
+    /// No instance could be created (pool exhausted, start function failed).
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+    /// The service is at its concurrency limit for longer than the time-out.
+    #[error("service busy: no concurrency slot within {0:?}")]
+    Busy(Duration),
+}
+
+/// A compiled, linked handler, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct HandlerModule {
+    pre: HandlerPre<EventState>,
+}
+
+impl std::fmt::Debug for HandlerModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerModule").finish_non_exhaustive()
+    }
+}
+
+/// Where a call's host pushes go.
+#[derive(Clone)]
+pub(crate) enum Routing {
+    /// Into the gateway's router, for this service only.
+    Gateway {
+        /// The connection registry.
+        router: Router,
+        /// The service's message size limit.
+        max_message_bytes: usize,
+    },
+    /// Nowhere: pushes are recorded as output lines (`wasmgate invoke`).
+    Record,
+}
+
+/// Everything a call needs besides the handler itself.
+pub(crate) struct CallSpec {
+    pub service: Arc<str>,
+    pub role: Role,
+    pub request_id: String,
+    pub connection_id: Arc<str>,
+    pub event: String,
+    pub timeout: Duration,
+    pub memory_limit_bytes: usize,
+    pub env: Arc<BTreeMap<String, String>>,
+    pub routing: Routing,
+}
+
+/// The result of a call: the answer or the failure, and what the handler printed.
+#[derive(Debug)]
+pub struct CallOutcome {
+    /// The answer JSON, or why the call failed.
+    pub result: Result<String, CallError>,
+    /// Lines the handler wrote to stdout/stderr or logged, and, under
+    /// `wasmgate invoke`, the pushes it made.
+    pub output: Vec<OutputLine>,
+}
+
+/// Per-store state: WASI (no files, sockets or inherited environment), the
+/// memory limiter, and the scope host calls act in.
+pub(crate) struct EventState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    service: Arc<str>,
+    routing: Routing,
+    output: Vec<OutputLine>,
+    logged_bytes: usize,
+}
+
+impl WasiView for EventState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Limits linear memory and tables per call and remembers whether the memory
+/// limit was hit, so a failed allocation is reported as such and not as a
+/// generic trap.
+struct MemoryLimiter {
+    memory_limit: usize,
+    hit: bool,
+}
+
+/// Table elements a call may reach (function tables of large guests such as
+/// Python need tens of thousands).
+const TABLE_ELEMENT_LIMIT: usize = 200_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENT_LIMIT)
+    }
+}
+
+/// Bytes of `log` host-call text kept per call.
+const LOG_LIMIT: usize = 64 << 10;
+
+impl EventState {
+    fn record(&mut self, source: OutputSource, text: String) {
+        if self.logged_bytes > LOG_LIMIT {
+            return;
+        }
+        self.logged_bytes += text.len();
+        let text = if self.logged_bytes > LOG_LIMIT {
+            "[further log lines of this call dropped]".to_owned()
+        } else {
+            text
+        };
+        self.output.push(OutputLine { source, text });
+    }
+
+    fn route(&mut self, request: PushRequest) -> Result<(), wit::GatewayError> {
+        match &self.routing {
+            Routing::Gateway { router, .. } => router.route(&self.service, request),
+            Routing::Record => {
+                let line = match &request {
+                    PushRequest::Send {
+                        connection_id,
+                        payload: Payload::Text(text),
+                    } => format!("push {connection_id} text {text}"),
+                    PushRequest::Send {
+                        connection_id,
+                        payload: Payload::Binary(bytes),
+                    } => format!("push {connection_id} binary {} bytes", bytes.len()),
+                    PushRequest::Close { connection_id } => format!("close {connection_id}"),
+                };
+                self.record(OutputSource::Log(LogLevel::Info), line);
+                Ok(())
+            }
+        }
+        .map_err(to_wit_error)
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        match &self.routing {
+            Routing::Gateway {
+                max_message_bytes, ..
+            } => *max_message_bytes,
+            Routing::Record => usize::MAX,
+        }
+    }
+}
+
+fn to_wit_error(error: ApiError) -> wit::GatewayError {
+    wit::GatewayError {
+        err_no: error.code,
+        err_msg: error.message,
+    }
+}
+
+impl wit::Host for EventState {}
+
+impl bindings::wasmgate::gateway::host::Host for EventState {
+    fn push(&mut self, connection_id: String, data: wit::Payload) -> Result<(), wit::GatewayError> {
+        let payload = match data {
+            wit::Payload::Text(text) => Payload::Text(text),
+            wit::Payload::Binary(bytes) => Payload::Binary(bytes.into()),
+        };
+        let limit = self.max_message_bytes();
+        if payload.len() > limit {
+            return Err(to_wit_error(ApiError::payload_too_large(
+                payload.len(),
+                limit,
+            )));
+        }
+        self.route(PushRequest::Send {
+            connection_id,
+            payload,
+        })
+    }
+
+    fn close(&mut self, connection_id: String) -> Result<(), wit::GatewayError> {
+        self.route(PushRequest::Close { connection_id })
+    }
+
+    fn route(&mut self, request: String) -> Result<(), wit::GatewayError> {
+        let request = PushRequest::parse(request.as_bytes(), self.max_message_bytes())
+            .map_err(to_wit_error)?;
+        EventState::route(self, request)
+    }
+
+    fn log(&mut self, level: wit::LogLevel, message: String) {
+        let level = match level {
+            wit::LogLevel::Trace => LogLevel::Trace,
+            wit::LogLevel::Debug => LogLevel::Debug,
+            wit::LogLevel::Info => LogLevel::Info,
+            wit::LogLevel::Warn => LogLevel::Warn,
+            wit::LogLevel::Error => LogLevel::Error,
+        };
+        self.record(OutputSource::Log(level), message);
+    }
+}
+
+/// The engine, linker and epoch ticker shared by every handler of the gateway.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<EventState>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator sized from `config`, epoch
+    /// interruption) and the linker, and starts the epoch ticker.
+    pub fn new(config: &GatewayConfig) -> wasmtime::Result<Self> {
+        let slots = config.max_concurrency.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 16)
+            .total_memories(slots * 2)
+            .total_tables(slots * 8)
+            .total_stacks(slots)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(32)
+            .max_core_instance_size(4 << 20)
+            .max_component_instance_size(4 << 20)
+            .table_elements(TABLE_ELEMENT_LIMIT)
+            .max_memory_size((config.max_memory_mb as usize) << 20);
+        let mut engine_config = Config::new();
+        engine_config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&engine_config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+
+        spawn_epoch_ticker(&engine);
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+
+    /// The engine, for compiling and caching.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component and links it against the handler world. Blocking
+    /// and CPU-heavy: call it off the async runtime.
+    pub fn load(&self, bytes: &[u8]) -> Result<HandlerModule, LoadError> {
+        let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
+        self.prepare(&component)
+    }
+
+    /// Links an already compiled component against the handler world.
+    pub fn prepare(&self, component: &Component) -> Result<HandlerModule, LoadError> {
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(LoadError::Link)?;
+        let pre = HandlerPre::new(instance_pre).map_err(LoadError::Link)?;
+        Ok(HandlerModule { pre })
+    }
+
+    /// Runs one event through a handler in a fresh store.
+    pub(crate) async fn call(&self, module: &HandlerModule, spec: CallSpec) -> CallOutcome {
+        let stdout = Capture::default();
+        let stderr = Capture::default();
+        let env: Vec<(&String, &String)> = spec.env.iter().collect();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&env)
+            .build();
+        let state = EventState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                memory_limit: spec.memory_limit_bytes,
+                hit: false,
+            },
+            service: spec.service.clone(),
+            routing: spec.routing,
+            output: Vec::new(),
+            logged_bytes: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let started = Instant::now();
+        let deadline = started + spec.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let deadline_ms = SystemTime::now()
+            .checked_add(spec.timeout)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        let context = wit::Context {
+            service: spec.service.to_string(),
+            role: spec.role.to_wit(),
+            request_id: spec.request_id,
+            connection_id: spec.connection_id.to_string(),
+            deadline_ms,
+        };
+
+        let run = async {
+            let instance = module
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (true, e))?;
+            instance
+                .call_handle(&mut store, &context, &spec.event)
+                .await
+                .map_err(|e| (false, e))
+        };
+        // The epoch deadline normally ends a long call; this outer bound also
+        // covers time spent outside guest code.
+        let outer = spec.timeout + EPOCH_TICK * 10;
+        let result = match tokio::time::timeout(outer, run).await {
+            Err(_) => Err(CallError::Timeout(spec.timeout)),
+            Ok(Ok(Ok(answer))) if answer.len() > MAX_ANSWER_BYTES => {
+                Err(CallError::AnswerTooLarge(answer.len()))
+            }
+            Ok(Ok(Ok(answer))) => Ok(answer),
+            Ok(Ok(Err(message))) => Err(CallError::Handler(message)),
+            Ok(Err((instantiating, error))) => Err(classify(
+                error,
+                store.data().limiter.hit,
+                spec.memory_limit_bytes,
+                spec.timeout,
+                instantiating,
+            )),
+        };
+        let state = store.into_data();
+        let mut output = state.output;
+        stdout.take_lines(OutputSource::Stdout, &mut output);
+        stderr.take_lines(OutputSource::Stderr, &mut output);
+        CallOutcome { result, output }
+    }
+}
+
+/// Turns a wasmtime error into the reason reported for the call.
+fn classify(
+    error: wasmtime::Error,
+    memory_limit_hit: bool,
+    memory_limit: usize,
+    timeout: Duration,
+    instantiating: bool,
+) -> CallError {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Timeout(timeout),
+        _ if memory_limit_hit => CallError::OutOfMemory(memory_limit),
+        Some(trap) if !instantiating => CallError::Trap(trap.to_string()),
+        Some(trap) => CallError::Instantiate(trap.to_string()),
+        None if instantiating => CallError::Instantiate(format!("{error:#}")),
+        None => CallError::Trap(format!("{error:#}")),
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] from one thread that holds
+/// only a weak handle, so it ends when the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasmgate-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
+            }
+        })
+        .expect("spawn epoch ticker thread");
+}

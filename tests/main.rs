@@ -1,0 +1,16 @@
+//! Integration tests: each starts a real gateway on `127.0.0.1:0` with real
+//! wasm handlers built from source, and drives it with real WebSocket and HTTP
+//! clients.
+
+/// Echo of text and binary through the example `echo` service.
+mod echo;
+/// The connection lifecycle: register, transfer order, cleanup for every ending.
+mod lifecycle;
+/// Reverse push: routing, authorisation, every malformed request.
+mod push;
+/// Register: refusal, failures, sub-protocol, headers and query, early push.
+mod register;
+/// What a handler can and cannot reach, and how its output is logged.
+mod sandbox;
+/// Graceful shutdown and `wasmgate invoke`.
+mod shutdown;

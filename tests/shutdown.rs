@@ -1,0 +1,63 @@
+use wasmgate_tests::*;
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_with_1001_and_runs_every_cleanup() {
+    let gateway = TestGateway::start(&[
+        ServiceSpec::new("probe").handler("probe"),
+        ServiceSpec::new("second").handler("probe"),
+    ])
+    .await;
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for service in ["probe", "probe", "second"] {
+        let mut client = gateway.connect(service).await;
+        ids.push(connection_id(&mut client).await);
+        clients.push(client);
+    }
+    let addr = gateway.addr;
+    let waiters: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| tokio::spawn(async move { close_code(&mut client).await }))
+        .collect();
+    gateway.shutdown().await;
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap(), Some(1001));
+    }
+    // Every cleanup ran exactly once, before run() returned.
+    for id in &ids {
+        let lines = log_lines(&["cleanup reason=shutdown", id, "stream=\"log\""]);
+        assert_eq!(lines.len(), 1, "{id}: {lines:#?}");
+    }
+    // And the listener is gone.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn invoke_runs_one_handler_once() {
+    let event = serde_json::json!({
+        "websocket": {"action": "data send", "secConnectionID": "abc", "dataType": "text", "data": "stdout:from invoke"}
+    });
+    let outcome = wasmgate::invoke(&wasm("probe"), &event.to_string(), "local")
+        .await
+        .unwrap();
+    assert_eq!(outcome.result.unwrap(), "{}");
+    let lines: Vec<_> = outcome.output.iter().map(|l| l.text.as_str()).collect();
+    assert!(lines.contains(&"from invoke"), "{lines:?}");
+    assert!(lines.contains(&"push abc text ok"), "{lines:?}");
+
+    let refusal = serde_json::json!({
+        "requestContext": {"serviceName": "local"},
+        "websocket": {"action": "connecting", "secConnectionID": "abc"},
+        "queryString": {"deny": "no"}
+    });
+    let outcome = wasmgate::invoke(&wasm("probe"), &refusal.to_string(), "local")
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&outcome.result.unwrap()).unwrap();
+    assert_eq!(answer["errNo"], 4001);
+
+    let error = wasmgate::invoke(&wasm("probe"), "{}", "local")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("websocket.action"), "{error}");
+}

@@ -1,0 +1,300 @@
+//! Test utilities: start a real gateway on `127.0.0.1:0` with services made of
+//! real wasm handlers, talk to it with real WebSocket and HTTP clients, and
+//! read what the gateway logged.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A WebSocket client connection.
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Path of a handler built by this crate's build script, by crate name.
+pub fn wasm(crate_name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("WASMGATE_TEST_WASM_DIR"))
+        .join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A service folder to create for a test gateway.
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    name: String,
+    files: Vec<(String, PathBuf)>,
+    toml: Option<String>,
+}
+
+impl ServiceSpec {
+    /// A service named `name` with no files yet.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            files: Vec::new(),
+            toml: None,
+        }
+    }
+
+    /// Copies the built handler `crate_name` in as `file` (e.g. `handler.wasm`).
+    pub fn file(mut self, file: &str, crate_name: &str) -> Self {
+        self.files.push((file.into(), wasm(crate_name)));
+        self
+    }
+
+    /// Uses `crate_name` as the shared `handler.wasm`.
+    pub fn handler(self, crate_name: &str) -> Self {
+        self.file("handler.wasm", crate_name)
+    }
+
+    /// Writes this `service.toml`.
+    pub fn toml(mut self, text: &str) -> Self {
+        self.toml = Some(text.into());
+        self
+    }
+}
+
+/// A gateway running in this process.
+pub struct TestGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its plugins folder.
+    pub plugins: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestGateway {
+    /// Creates the service folders and starts a gateway on `127.0.0.1:0`.
+    pub async fn start(services: &[ServiceSpec]) -> Self {
+        init_logs();
+        let plugins = tempfile::tempdir().unwrap();
+        for service in services {
+            let dir = plugins.path().join(&service.name);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (file, source) in &service.files {
+                std::fs::copy(source, dir.join(file)).unwrap();
+            }
+            if let Some(toml) = &service.toml {
+                std::fs::write(dir.join("service.toml"), toml).unwrap();
+            }
+        }
+        let config = wasmgate::GatewayConfig {
+            max_concurrency: 32,
+            max_memory_mb: 128,
+            ..wasmgate::GatewayConfig::new(plugins.path())
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(wasmgate::run(listener, config, async {
+            let _ = signal.await;
+        }));
+        Self {
+            addr,
+            plugins,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    /// `ws://` URL of a path.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// `http://` URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Opens a WebSocket to `/ws/<service>` (plus an optional `?query`).
+    pub async fn connect(&self, service_and_query: &str) -> Client {
+        let url = self.ws_url(&format!("/ws/{service_and_query}"));
+        let (client, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket connect");
+        client
+    }
+
+    /// Starts graceful shutdown and waits until `run` returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("gateway shut down in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Sends a text message.
+pub async fn send_text(client: &mut Client, text: &str) {
+    client.send(Message::text(text)).await.expect("send text");
+}
+
+/// The next data message (text or binary), skipping pings; fails on close or
+/// after five seconds.
+pub async fn next_message(client: &mut Client) -> Message {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("connection still open")
+            .expect("no protocol error");
+        match message {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The next text message.
+pub async fn next_text(client: &mut Client) -> String {
+    match next_message(client).await {
+        Message::Text(text) => text.as_str().to_owned(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// Sends `text` and returns the text reply.
+pub async fn ask(client: &mut Client, text: &str) -> String {
+    send_text(client, text).await;
+    next_text(client).await
+}
+
+/// The connection's own id, asked of the probe handler.
+pub async fn connection_id(client: &mut Client) -> String {
+    let info: serde_json::Value = serde_json::from_str(&ask(client, "info").await).unwrap();
+    info["connectionId"].as_str().unwrap().to_owned()
+}
+
+/// Waits for the close frame and returns its code (skipping data messages).
+pub async fn close_code(client: &mut Client) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("close within 10 s")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// A plain HTTP client.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Posts a reverse-push body and returns the status and JSON answer.
+pub async fn post_push(
+    gateway: &TestGateway,
+    service: &str,
+    body: impl Into<String>,
+) -> (u16, serde_json::Value) {
+    let response = http()
+        .post(gateway.url(&format!("/push/{service}")))
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// GETs a URL and returns the status and JSON answer.
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let response = http().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A reverse-push `data send` body for a text message.
+pub fn text_push(id: &str, text: &str) -> String {
+    serde_json::json!({"websocket": {"action": "data send", "secConnectionID": id, "dataType": "text", "data": text}}).to_string()
+}
+
+/// A reverse-push `closing` body.
+pub fn close_push(id: &str) -> String {
+    serde_json::json!({"websocket": {"action": "closing", "secConnectionID": id}}).to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Log capture
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        std::io::stderr().write_all(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+
+fn init_logs() {
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,wasmgate=debug,wasmtime=warn,cranelift=warn")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        buffer
+    });
+}
+
+/// Log lines that contain every one of `needles`.
+pub fn log_lines(needles: &[&str]) -> Vec<String> {
+    let buffer = LOGS.get().expect("logs initialised").0.lock().unwrap();
+    String::from_utf8_lossy(&buffer)
+        .lines()
+        .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (up to 10 s) until at least `count` log lines contain all `needles`,
+/// then a little longer so that surplus lines would show, and returns them all.
+pub async fn wait_for_log(needles: &[&str], count: usize) -> Vec<String> {
+    for _ in 0..200 {
+        if log_lines(needles).len() >= count {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            return log_lines(needles);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    log_lines(needles)
+}
