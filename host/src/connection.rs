@@ -119,6 +119,7 @@ enum WriterStop {
 
 impl SessionParts {
     async fn serve(self, socket: WebSocket) {
+        tracing::info!(service = %self.service.name, conn = %self.connection.id, source_ip = %self.connection.source_ip, "connection opened");
         let (sink, stream) = socket.split();
         let (stop_sender, stop_receiver) = oneshot::channel();
         let SessionParts {
@@ -161,10 +162,24 @@ async fn run_cleanup(
     ending: &Ending,
 ) {
     let event = protocol::closing_event(&connection.id, ending.reason, ending.client_code);
-    tracing::debug!(service = %service.name, conn = %connection.id, reason = ending.reason.as_str(), "connection closed");
-    let _ = gateway
+    let cleanup = match gateway
         .call(service, Role::Cleanup, &connection.id, event)
-        .await;
+        .await
+    {
+        None => "none",
+        Some(Ok(_)) => "ok",
+        Some(Err(_)) => "failed",
+    };
+    let sent_code = ending.frame.as_ref().map(|(frame, _)| frame.code);
+    tracing::info!(
+        service = %service.name,
+        conn = %connection.id,
+        reason = ending.reason.as_str(),
+        client_code = ?ending.client_code,
+        sent_code = ?sent_code,
+        cleanup,
+        "connection closed"
+    );
 }
 
 /// Reads client frames until the connection ends, running transfer for each message.

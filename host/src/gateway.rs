@@ -459,3 +459,48 @@ fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
 
 /// Grace given to a connection's writer to flush its close frame.
 pub(crate) const CLOSE_FLUSH_GRACE: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = authorization {
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_may_push() {
+        let config = ServiceConfig::default();
+        assert!(authorize(&config, &headers(None), IpAddr::from([127, 0, 0, 1])).is_ok());
+        assert!(authorize(&config, &headers(None), "::1".parse().unwrap()).is_ok());
+        let error = authorize(&config, &headers(None), IpAddr::from([10, 1, 2, 3])).unwrap_err();
+        assert_eq!((error.status.as_u16(), error.code), (403, 2102));
+    }
+
+    #[test]
+    fn with_a_token_everyone_needs_it() {
+        let config = ServiceConfig {
+            push_token: Some("0123456789abcdef".into()),
+            ..ServiceConfig::default()
+        };
+        let remote = IpAddr::from([10, 1, 2, 3]);
+        assert!(authorize(&config, &headers(Some("Bearer 0123456789abcdef")), remote).is_ok());
+        for given in [
+            None,
+            Some("Bearer 0123456789abcdeX"),
+            Some("0123456789abcdef"),
+        ] {
+            let error =
+                authorize(&config, &headers(given), IpAddr::from([127, 0, 0, 1])).unwrap_err();
+            assert_eq!(
+                (error.status.as_u16(), error.code),
+                (401, 2101),
+                "{given:?}"
+            );
+        }
+    }
+}
