@@ -384,10 +384,12 @@ async fn accept(
         config.max_connections,
     )?;
     let connection = reservation.connection.clone();
-    // From here on the reservation must be released on every early return.
-    let release = |error: ApiError| {
-        gateway.router().remove(&connection);
-        error
+    // From here on the reservation is released on every early return, and
+    // also when the client goes away while register runs (this future is
+    // then dropped).
+    let mut unregistered = ReleaseOnDrop {
+        router: gateway.router().clone(),
+        connection: Some(connection.clone()),
     };
 
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -405,21 +407,21 @@ async fn accept(
         .await
     {
         None => None,
-        Some(Err(_)) => return Err(release(ApiError::register_failed())),
+        Some(Err(_)) => return Err(ApiError::register_failed()),
         Some(Ok(answer)) => match RegisterAnswer::parse(&answer) {
             Ok(RegisterAnswer::Accept { protocol }) => protocol,
             Ok(RegisterAnswer::Refuse { code, message }) => {
                 tracing::info!(service = %service.name, conn = %connection.id, err_no = code, err_msg = %message, "register refused the connection");
-                return Err(release(ApiError::refused(code, message)));
+                return Err(ApiError::refused(code, message));
             }
             Err(error) => {
                 tracing::warn!(service = %service.name, role = "register", conn = %connection.id, %error, "handler call failed");
-                return Err(release(ApiError::register_failed()));
+                return Err(ApiError::register_failed());
             }
         },
     };
     if gateway.is_shutting_down() {
-        return Err(release(ApiError::shutting_down()));
+        return Err(ApiError::shutting_down());
     }
 
     let mut upgrade = upgrade
@@ -431,10 +433,25 @@ async fn accept(
     if let Some(protocol) = protocol {
         upgrade = upgrade.protocols([protocol]);
     }
+    unregistered.connection = None;
     let session = PendingSession::new(gateway.clone(), service, reservation);
     Ok(upgrade
         .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| session.run(socket)))
+}
+
+/// Removes a reserved connection from the router when dropped while armed.
+struct ReleaseOnDrop {
+    router: Router,
+    connection: Option<Arc<crate::router::Connection>>,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.router.remove(&connection);
+        }
+    }
 }
 
 fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
