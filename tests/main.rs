@@ -10,6 +10,8 @@ mod lifecycle;
 mod push;
 /// Register: refusal, failures, sub-protocol, headers and query, early push.
 mod register;
+/// Hot reload: swaps, bad files, added and removed services, the compile cache.
+mod reload;
 /// What a handler can and cannot reach, and how its output is logged.
 mod sandbox;
 /// Graceful shutdown and `wasmgate invoke`.

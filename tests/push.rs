@@ -58,7 +58,7 @@ async fn push_and_close_with_an_id_from_the_listing() {
     let (status, _) = post_push(&gateway, "probe", close_push(&id)).await;
     assert_eq!(status, 200);
     assert_eq!(close_code(&mut client).await, Some(1000));
-    let cleanups = wait_for_log(&["cleanup reason=server", &id, "stream=\"log\""], 1).await;
+    let cleanups = wait_for_log(&["cleanup reason=server", &id, "stream=log"], 1).await;
     assert_eq!(cleanups.len(), 1, "{cleanups:#?}");
 
     // The connection is gone: pushing to it again is "not found".

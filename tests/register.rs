@@ -138,7 +138,7 @@ async fn a_service_without_register_accepts_and_without_transfer_drops() {
     assert_eq!(warnings.len(), 1);
     drop(client);
     // The cleanup role file runs.
-    let cleanups = wait_for_log(&["cleanup reason=client", &id, "stream=\"log\""], 1).await;
+    let cleanups = wait_for_log(&["cleanup reason=client", &id, "stream=log"], 1).await;
     assert_eq!(cleanups.len(), 1);
 
     // A role file serves only its role.

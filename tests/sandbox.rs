@@ -48,14 +48,14 @@ async fn handler_output_is_logged_with_service_role_request_and_connection() {
     let mut client = gateway.connect("probe").await;
     let id = connection_id(&mut client).await;
     assert_eq!(ask(&mut client, "stdout:marker-7f3a").await, "ok");
-    let stdout = wait_for_log(&["marker-7f3a", "stream=\"stdout\""], 1).await;
+    let stdout = wait_for_log(&["marker-7f3a", "stream=stdout"], 1).await;
     assert_eq!(stdout.len(), 1, "{stdout:#?}");
     for line in [
         &stdout[0],
-        &wait_for_log(&["marker-7f3a", "stream=\"stderr\""], 1).await[0],
+        &wait_for_log(&["marker-7f3a", "stream=stderr"], 1).await[0],
     ] {
-        assert!(line.contains("service=\"probe\""), "{line}");
-        assert!(line.contains("role=\"transfer\""), "{line}");
+        assert!(line.contains("service=probe"), "{line}");
+        assert!(line.contains("role=transfer"), "{line}");
         assert!(line.contains("request_id="), "{line}");
         assert!(line.contains(&id), "{line}");
     }

@@ -25,7 +25,7 @@ async fn shutdown_closes_every_connection_with_1001_and_runs_every_cleanup() {
     }
     // Every cleanup ran exactly once, before run() returned.
     for id in &ids {
-        let lines = log_lines(&["cleanup reason=shutdown", id, "stream=\"log\""]);
+        let lines = log_lines(&["cleanup reason=shutdown", id, "stream=log"]);
         assert_eq!(lines.len(), 1, "{id}: {lines:#?}");
     }
     // And the listener is gone.

@@ -25,6 +25,11 @@ pub fn wasm(crate_name: &str) -> PathBuf {
     path
 }
 
+/// The compile cache shared by every test gateway of this build.
+pub fn compile_cache_dir() -> PathBuf {
+    PathBuf::from(env!("WASMGATE_TEST_WASM_DIR")).join("compile-cache")
+}
+
 /// A service folder to create for a test gateway.
 #[derive(Clone, Debug)]
 pub struct ServiceSpec {
@@ -89,6 +94,7 @@ impl TestGateway {
         let config = wasmgate::GatewayConfig {
             max_concurrency: 32,
             max_memory_mb: 128,
+            cache_dir: Some(compile_cache_dir()),
             ..wasmgate::GatewayConfig::new(plugins.path())
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,12 +103,17 @@ impl TestGateway {
         let task = tokio::spawn(wasmgate::run(listener, config, async {
             let _ = signal.await;
         }));
-        Self {
+        let gateway = Self {
             addr,
             plugins,
             shutdown: Some(shutdown),
             task: Some(task),
-        }
+        };
+        // Requests queue on the bound listener until the services are loaded;
+        // one answered health check means the gateway is up.
+        let (status, _) = get_json(&gateway.url("/healthz")).await;
+        assert_eq!(status, 200, "gateway did not come up");
+        gateway
     }
 
     /// `ws://` URL of a path.

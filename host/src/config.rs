@@ -24,6 +24,13 @@ pub struct GatewayConfig {
     /// How long graceful shutdown waits for connections to close and their
     /// cleanup handlers to run.
     pub shutdown_grace: Duration,
+    /// Folder of the compile cache; `None` compiles every handler on load.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether to watch the plugins folder and reload changed handlers.
+    pub watch: bool,
+    /// How long a service folder must be quiet after a change before it is
+    /// reloaded, so files written in pieces are read once complete.
+    pub reload_debounce: Duration,
 }
 
 impl GatewayConfig {
@@ -34,6 +41,9 @@ impl GatewayConfig {
             max_concurrency: 256,
             max_memory_mb: 512,
             shutdown_grace: Duration::from_secs(10),
+            cache_dir: None,
+            watch: true,
+            reload_debounce: Duration::from_millis(100),
         }
     }
 }

@@ -47,6 +47,8 @@ struct Inner {
     shutting_down: CancellationToken,
     /// Every connection task, so shutdown can wait for their cleanups.
     connections: TaskTracker,
+    /// Reloads changed plugins while alive.
+    _watcher: Option<crate::watcher::PluginWatcher>,
 }
 
 impl Gateway {
@@ -56,18 +58,35 @@ impl Gateway {
         let runtime = Runtime::new(&config)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .context("creating the wasm engine")?;
-        let services = Services::load_all(&runtime, &config)
+        let router = Router::default();
+        let services = Services::new(runtime.clone(), config.clone());
+        services
+            .reconcile_all(&router)
             .await
             .with_context(|| format!("reading plugins folder {}", config.plugins_dir.display()))?;
+        let shutting_down = CancellationToken::new();
+        let watcher = if config.watch {
+            let watcher = crate::watcher::watch(
+                services.clone(),
+                router.clone(),
+                config.reload_debounce,
+                shutting_down.clone(),
+            )
+            .with_context(|| format!("watching plugins folder {}", config.plugins_dir.display()))?;
+            Some(watcher)
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 global_slots: Arc::new(Semaphore::new(config.max_concurrency as usize)),
                 config,
                 runtime,
                 services,
-                router: Router::default(),
-                shutting_down: CancellationToken::new(),
+                router,
+                shutting_down,
                 connections: TaskTracker::new(),
+                _watcher: watcher,
             }),
         })
     }
@@ -115,7 +134,7 @@ impl Gateway {
         };
         let Ok(Some(_permits)) = tokio::time::timeout(config.timeout, permits).await else {
             let error = CallError::Busy(config.timeout);
-            tracing::warn!(service = %service.name, %role, file = handler.file, request_id, conn = %connection_id, %error, "handler call failed");
+            tracing::warn!(service = %service.name, %role, file = %handler.file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
             return Some(Err(error));
         };
         let spec = CallSpec {
@@ -144,7 +163,7 @@ impl Gateway {
             );
         }
         if let Err(error) = &outcome.result {
-            tracing::warn!(service = %service.name, %role, file = handler.file, request_id, conn = %connection_id, %error, "handler call failed");
+            tracing::warn!(service = %service.name, %role, file = %handler.file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
         }
         Some(outcome.result)
     }
@@ -190,7 +209,7 @@ fn emit_output(
     };
     macro_rules! line {
         ($level:ident) => {
-            tracing::$level!(target: "wasmgate::handler", service, role = role.as_str(), request_id, conn, stream, "{text}")
+            tracing::$level!(target: "wasmgate::handler", service = %service, role = %role, request_id = %request_id, conn = %conn, stream = %stream, "{text}")
         };
     }
     match source {
@@ -242,6 +261,7 @@ pub fn app(gateway: Gateway) -> axum::Router {
         .route("/ws/{service}", get(upgrade))
         .route("/push/{service}", get(list_connections).post(push))
         .route("/push/{service}/{*id}", get(connection_info))
+        .route("/admin/services", get(admin_services))
         .layer(DefaultBodyLimit::disable())
         .with_state(gateway)
 }
@@ -251,6 +271,59 @@ async fn healthz(State(gateway): State<Gateway>) -> Json<serde_json::Value> {
         "status": if gateway.is_shutting_down() { "shutting down" } else { "ok" },
         "services": gateway.services().names(),
     }))
+}
+
+/// What is loaded, per service and file: content hash, load time, compile
+/// time and the last load error. Loopback callers only.
+async fn admin_services(
+    State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !peer.ip().is_loopback() {
+        return Err(ApiError::forbidden_admin());
+    }
+    let millis = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let services: Vec<serde_json::Value> = gateway
+        .services()
+        .names()
+        .iter()
+        .filter_map(|name| gateway.services().get(name))
+        .map(|service| {
+            let files: Vec<serde_json::Value> = crate::services::HANDLER_FILES
+                .iter()
+                .filter_map(|file| service.handler_file(file))
+                .map(|handler| {
+                    serde_json::json!({
+                        "file": handler.file,
+                        "hash": &*handler.hash,
+                        "loadedAt": millis(handler.loaded_at),
+                        "compileMs": handler.compile_ms,
+                        "fromCache": handler.from_cache,
+                    })
+                })
+                .collect();
+            let roles: serde_json::Map<String, serde_json::Value> = Role::ALL
+                .iter()
+                .map(|role| {
+                    let file = service.handler(*role).map(|h| h.file);
+                    (role.as_str().to_owned(), serde_json::json!(file))
+                })
+                .collect();
+            serde_json::json!({
+                "name": &*service.name,
+                "files": files,
+                "roles": roles,
+                "errors": service.failures(),
+                "connections": gateway.router().count(&service.name),
+            })
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "errNo": 0, "errMsg": "ok", "services": services }),
+    ))
 }
 
 fn find_service(gateway: &Gateway, name: &str) -> Result<Arc<Service>, ApiError> {
@@ -415,7 +488,7 @@ async fn accept(
                 return Err(ApiError::refused(code, message));
             }
             Err(error) => {
-                tracing::warn!(service = %service.name, role = "register", conn = %connection.id, %error, "handler call failed");
+                tracing::warn!(service = %service.name, role = %Role::Register, conn = %connection.id, %error, "handler call failed");
                 return Err(ApiError::register_failed());
             }
         },

@@ -8,8 +8,11 @@
 //!   requests and the `errNo` table.
 //! - `runtime`: the wasmtime engine, pooling allocator, epoch ticker, the
 //!   `wasmgate:gateway` world's host calls, and one fresh store per event.
+//! - `cache`: the on-disk cache of compiled handlers, keyed by content hash.
 //! - `capture`: bounded capture of a handler's stdout, stderr and log lines.
-//! - `services`: services loaded from `plugins/<service>/` folders.
+//! - `services`: services loaded from `plugins/<service>/` folders, and
+//!   reloading one service to match its folder.
+//! - `watcher`: watches the plugins folder and reloads what changed.
 //! - `router`: the connection registry and the one routing function shared
 //!   by reverse push and host calls.
 //! - `gateway`: shared state, handler dispatch, the HTTP routes and `run`.
@@ -18,6 +21,7 @@
 
 pub mod config;
 
+mod cache;
 mod capture;
 mod connection;
 mod gateway;
@@ -26,6 +30,7 @@ mod protocol;
 mod router;
 mod runtime;
 mod services;
+mod watcher;
 
 pub use capture::{LogLevel, OutputLine, OutputSource};
 pub use config::{GatewayConfig, ServiceConfig};
@@ -34,4 +39,4 @@ pub use invoke::invoke;
 pub use protocol::ApiError;
 pub use router::{ConnectionInfo, Router};
 pub use runtime::{CallError, CallOutcome, LoadError, Role, Runtime};
-pub use services::{Service, Services};
+pub use services::{LoadFailure, LoadedHandler, Service, Services};

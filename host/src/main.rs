@@ -35,6 +35,16 @@ enum Command {
         /// Largest memory, in MiB, any handler may grow to (the pool slot size).
         #[arg(long, env = "WASMGATE_MAX_MEMORY_MB", default_value_t = 512)]
         max_memory_mb: u64,
+        /// Folder for compiled handlers, so restarts do not recompile
+        /// [default: $XDG_CACHE_HOME/wasmgate or ~/.cache/wasmgate].
+        #[arg(long, env = "WASMGATE_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Compile every handler on load; keep nothing on disk.
+        #[arg(long, env = "WASMGATE_NO_CACHE")]
+        no_cache: bool,
+        /// Do not watch the plugins folder (no hot reload).
+        #[arg(long, env = "WASMGATE_NO_WATCH")]
+        no_watch: bool,
     },
     /// Run one handler once on an event file and print its answer and log lines.
     Invoke {
@@ -75,13 +85,23 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             plugins,
             max_concurrency,
             max_memory_mb,
+            cache_dir,
+            no_cache,
+            no_watch,
         } => {
+            let cache_dir = if no_cache {
+                None
+            } else {
+                cache_dir.or_else(default_cache_dir)
+            };
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let config = GatewayConfig {
                 max_concurrency,
                 max_memory_mb,
+                cache_dir,
+                watch: !no_watch,
                 ..GatewayConfig::new(plugins)
             };
             wasmgate::run(listener, config, shutdown_signal()).await?;
@@ -115,6 +135,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/wasmgate`, else `~/.cache/wasmgate`.
+fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|base| base.join("wasmgate"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

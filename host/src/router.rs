@@ -53,6 +53,12 @@ impl CloseCause {
         code: 1008,
         text: "outbound queue overflow",
     };
+    /// The service's folder was removed.
+    pub const SERVICE_REMOVED: Self = Self {
+        reason: CloseReason::Shutdown,
+        code: 1001,
+        text: "service removed",
+    };
     /// The gateway is shutting down.
     pub const SHUTDOWN: Self = Self {
         reason: CloseReason::Shutdown,

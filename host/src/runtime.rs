@@ -19,6 +19,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::cache::CompileCache;
 use crate::capture::{Capture, LogLevel, OutputLine, OutputSource};
 use crate::config::GatewayConfig;
 use crate::protocol::{ApiError, Payload, PushRequest};
@@ -381,6 +382,27 @@ impl Runtime {
     pub fn load(&self, bytes: &[u8]) -> Result<HandlerModule, LoadError> {
         let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
         self.prepare(&component)
+    }
+
+    /// Like [`Runtime::load`], through the on-disk compile cache: returns the
+    /// module and whether it came from the cache. `hash` is the content hash
+    /// of `bytes`.
+    pub fn load_cached(
+        &self,
+        bytes: &[u8],
+        hash: &str,
+        cache: Option<&CompileCache>,
+    ) -> Result<(HandlerModule, bool), LoadError> {
+        if let Some(component) = cache.and_then(|cache| cache.get(&self.engine, hash)) {
+            return Ok((self.prepare(&component)?, true));
+        }
+        let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
+        // Link before caching, so a component of the wrong world is not kept.
+        let module = self.prepare(&component)?;
+        if let Some(cache) = cache {
+            cache.put(hash, &component);
+        }
+        Ok((module, false))
     }
 
     /// Links an already compiled component against the handler world.
