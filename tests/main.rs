@@ -4,6 +4,8 @@
 
 /// Echo of text and binary through the example `echo` service.
 mod echo;
+/// Hostile handlers and hostile clients: each fails only itself.
+mod hostile;
 /// The connection lifecycle: register, transfer order, cleanup for every ending.
 mod lifecycle;
 /// Reverse push: routing, authorisation, every malformed request.

@@ -222,7 +222,14 @@ async fn read_loop(
         };
         connection.touch();
         idle_deadline = Instant::now() + idle_timeout;
-        if let Err(error) = transfer(gateway, service, connection, &payload).await {
+        let result = transfer(gateway, service, connection, &payload).await;
+        // A close asked for while the handler ran (by itself, a push that
+        // overflowed the queue, or shutdown) names the ending better than
+        // whatever the call did afterwards.
+        if let Some(cause) = connection.close_cause() {
+            return Ending::from_cause(cause);
+        }
+        if let Err(error) = result {
             let code = if matches!(error, CallError::Busy(_)) {
                 1013
             } else {

@@ -1,0 +1,80 @@
+//! Hostile: a test handler that misbehaves on command, so the integration
+//! tests can prove each misbehaviour fails only its own call. Built by the
+//! tests' build script; `cargo xtask build-test-plugins` builds it too.
+//!
+//! | message | behaviour |
+//! |---|---|
+//! | `bomb` | allocates 1 MiB blocks and touches them until memory runs out |
+//! | `recurse` | recurses without end (stack overflow) |
+//! | `huge-answer` | answers 2 MiB of JSON |
+//! | `flood:<n>` | pushes `n` messages of 1 KiB to its own connection, ignoring errors, then pushes `flooded <ok> <failed> <last errNo>` |
+//! | `self-push` | pushes `self-push` to its own connection once (the client receives it; it never comes back to transfer) |
+//! | anything else | pushes it back unchanged |
+//!
+//! Every call logs `transfer <message prefix>` first, so tests can count calls.
+
+use wasmgate_guest::{Context, DataSend, Handler, HandlerError, LogLevel, Role};
+
+struct Hostile;
+
+impl Handler for Hostile {
+    fn handle(ctx: &Context, event: &str) -> Result<String, HandlerError> {
+        if ctx.role == Role::Transfer
+            && DataSend::from_json(event)?.as_text() == Some("huge-answer")
+        {
+            return Ok(format!("{{\"pad\":\"{}\"}}", "x".repeat(2 << 20)));
+        }
+        wasmgate_guest::dispatch::<Self>(ctx, event)
+    }
+
+    fn transfer(ctx: &Context, event: DataSend) -> Result<(), HandlerError> {
+        let me = ctx.connection_id.as_str();
+        let Some(text) = event.as_text().map(str::to_owned) else {
+            return Ok(wasmgate_guest::push(me, event.into_payload()?)?);
+        };
+        let prefix: String = text.chars().take(16).collect();
+        wasmgate_guest::log(LogLevel::Info, &format!("transfer {prefix}"));
+        match text.as_str() {
+            "bomb" => {
+                let mut blocks: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut block = vec![0u8; 1 << 20];
+                    block[0] = blocks.len() as u8;
+                    blocks.push(std::hint::black_box(block));
+                }
+            }
+            "recurse" => {
+                std::hint::black_box(recurse(1));
+                Ok(())
+            }
+            "self-push" => Ok(wasmgate_guest::push_text(me, "self-push")?),
+            _ => {
+                if let Some(count) = text.strip_prefix("flood:") {
+                    let count: u64 = count.parse().map_err(|_| HandlerError::from("flood:<n>"))?;
+                    let block = "f".repeat(1024);
+                    let (mut ok, mut failed, mut last) = (0u64, 0u64, 0);
+                    for _ in 0..count {
+                        match wasmgate_guest::push_text(me, &block) {
+                            Ok(()) => ok += 1,
+                            Err(error) => {
+                                failed += 1;
+                                last = error.err_no;
+                            }
+                        }
+                    }
+                    let _ = wasmgate_guest::push_text(me, &format!("flooded {ok} {failed} {last}"));
+                    return Ok(());
+                }
+                Ok(wasmgate_guest::push_text(me, &text)?)
+            }
+        }
+    }
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    frame[(depth % 64) as usize] + recurse(depth + 1)
+}
+
+wasmgate_guest::handler!(Hostile);
