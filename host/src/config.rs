@@ -43,7 +43,7 @@ impl GatewayConfig {
             shutdown_grace: Duration::from_secs(10),
             cache_dir: None,
             watch: true,
-            reload_debounce: Duration::from_millis(100),
+            reload_debounce: Duration::from_millis(50),
         }
     }
 }
