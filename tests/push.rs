@@ -218,3 +218,53 @@ async fn health_and_unknown_routes() {
     assert!((400..500).contains(&status), "{status}");
     assert_eq!(answer["errNo"], 2305);
 }
+
+#[tokio::test]
+async fn one_services_token_opens_nothing_of_another() {
+    let gateway = TestGateway::start(&[
+        ServiceSpec::new("team-a")
+            .handler("probe")
+            .toml("push_token = \"token-of-team-a-0001\""),
+        ServiceSpec::new("team-b")
+            .handler("probe")
+            .toml("push_token = \"token-of-team-b-0002\""),
+    ])
+    .await;
+    let mut b_client = gateway.connect("team-b").await;
+    let b_id = connection_id(&mut b_client).await;
+    let a_token = "Bearer token-of-team-a-0001";
+    // A's token on B's routes: push, list and inspect are all refused.
+    let push = http()
+        .post(gateway.url("/push/team-b"))
+        .header("authorization", a_token)
+        .body(text_push(&b_id, "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(push.status().as_u16(), 401);
+    for path in [
+        "/push/team-b".to_owned(),
+        format!(
+            "/push/team-b/{}",
+            b_id.replace('/', "%2F").replace('+', "%2B")
+        ),
+    ] {
+        let response = http()
+            .get(gateway.url(&path))
+            .header("authorization", a_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{path}");
+    }
+    // A's token on A's route with B's id: not found.
+    let response = http()
+        .post(gateway.url("/push/team-a"))
+        .header("authorization", a_token)
+        .body(close_push(&b_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(ask(&mut b_client, "echo:untouched").await, "untouched");
+}

@@ -38,7 +38,16 @@ pub(crate) use bindings::HandlerPre;
 
 /// How often the epoch advances: the granularity of handler time-outs and how
 /// long a busy guest runs before it lets other tasks on its thread proceed.
-pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+pub const EPOCH_TICK: Duration = Duration::from_micros(250);
+
+/// A call that has run this long is treated as CPU-bound and niced: after
+/// each further tick of guest time it sleeps [`NICE_SLEEP_TICKS`] ticks. Real
+/// handlers answer well within it; a spinning or heavy one still finishes (or
+/// times out) but takes at most about a tenth of a core meanwhile.
+pub const NICE_AFTER: Duration = Duration::from_millis(3);
+
+/// Ticks a niced call sleeps between ticks of guest time.
+pub const NICE_SLEEP_TICKS: u32 = 9;
 
 /// Largest answer a handler may return.
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -443,10 +452,25 @@ impl Runtime {
         let deadline = started + spec.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 Err(Trap::Interrupt.into())
+            } else if now < started + NICE_AFTER {
+                // tokio's own yield puts this task behind every other ready
+                // task; a plain self-wake could run it again at once and let
+                // a spinning guest starve other services' events.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                // A call past NICE_AFTER is CPU-bound: it keeps running, but
+                // at a tenth of a core, so it cannot crowd out short events
+                // of other services (or of its own) on a small machine.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::time::sleep(EPOCH_TICK * NICE_SLEEP_TICKS)),
+                ))
             }
         });
         let deadline_ms = SystemTime::now()
