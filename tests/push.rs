@@ -268,3 +268,18 @@ async fn one_services_token_opens_nothing_of_another() {
     assert_eq!(response.status().as_u16(), 404);
     assert_eq!(ask(&mut b_client, "echo:untouched").await, "untouched");
 }
+
+#[tokio::test]
+async fn the_info_route_finds_ids_of_every_shape() {
+    // Ids are Base64: they may start with or contain '/' and '+'. Enough
+    // connections that some id almost surely starts with '/'.
+    let gateway = TestGateway::start(&[ServiceSpec::new("probe").handler("probe")]).await;
+    for _ in 0..300 {
+        let mut client = gateway.connect("probe").await;
+        let id = connection_id(&mut client).await;
+        let encoded = id.replace('/', "%2F").replace('+', "%2B");
+        let (status, body) = get_json(&gateway.url(&format!("/push/probe/{encoded}"))).await;
+        assert_eq!(status, 200, "{id}: {body}");
+        assert_eq!(body["connection"]["secConnectionID"], id);
+    }
+}

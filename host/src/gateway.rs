@@ -398,11 +398,10 @@ async fn connection_info(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let service = find_service(&gateway, &service)?;
     authorize(&service.config(), &headers, peer.ip())?;
-    let id = id.trim_start_matches('/');
     let info = gateway
         .router()
-        .info(&service.name, id)
-        .ok_or_else(|| ApiError::connection_not_found(id))?;
+        .info(&service.name, &id)
+        .ok_or_else(|| ApiError::connection_not_found(&id))?;
     Ok(Json(serde_json::json!({
         "errNo": 0,
         "errMsg": "ok",
