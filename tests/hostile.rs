@@ -64,6 +64,12 @@ async fn an_answer_over_the_limit_fails_only_its_call() {
 }
 
 #[tokio::test]
+async fn an_answer_that_is_not_utf8_fails_only_its_call() {
+    let gateway = TestGateway::start(&[hostile(""), calm()]).await;
+    fails_alone(&gateway, "bad-utf8", "trapped: ").await;
+}
+
+#[tokio::test]
 async fn a_million_pushes_in_one_call_are_bounded_by_the_queue() {
     let gateway =
         TestGateway::start(&[hostile("outbound_queue = 64\ntimeout_ms = 20000"), calm()]).await;

@@ -7,6 +7,7 @@
 //! | `bomb` | allocates 1 MiB blocks and touches them until memory runs out |
 //! | `recurse` | recurses without end (stack overflow) |
 //! | `huge-answer` | answers 2 MiB of JSON |
+//! | `bad-utf8` | answers a string that is not valid UTF-8 (the host must refuse to lift it) |
 //! | `flood:<n>` | pushes `n` messages of 1 KiB to its own connection, ignoring errors, then pushes `flooded <ok> <failed> <last errNo>` |
 //! | `self-push` | pushes `self-push` to its own connection once (the client receives it; it never comes back to transfer) |
 //! | anything else | pushes it back unchanged |
@@ -19,10 +20,14 @@ struct Hostile;
 
 impl Handler for Hostile {
     fn handle(ctx: &Context, event: &str) -> Result<String, HandlerError> {
-        if ctx.role == Role::Transfer
-            && DataSend::from_json(event)?.as_text() == Some("huge-answer")
-        {
-            return Ok(format!("{{\"pad\":\"{}\"}}", "x".repeat(2 << 20)));
+        let command = match ctx.role {
+            Role::Transfer => DataSend::from_json(event)?.as_text().map(str::to_owned),
+            _ => None,
+        };
+        match command.as_deref() {
+            Some("huge-answer") => return Ok(format!("{{\"pad\":\"{}\"}}", "x".repeat(2 << 20))),
+            Some("bad-utf8") => return Ok(invalid_utf8()),
+            _ => {}
         }
         wasmgate_guest::dispatch::<Self>(ctx, event)
     }
@@ -69,6 +74,16 @@ impl Handler for Hostile {
             }
         }
     }
+}
+
+/// A `String` whose bytes are not UTF-8: what a buggy guest in a language
+/// without checked strings could hand the host.
+#[allow(unsafe_code)]
+fn invalid_utf8() -> String {
+    // SAFETY: not safe by Rust's rules on purpose; the string is only handed
+    // to the component ABI, which copies its bytes to the host, which must
+    // reject them. No Rust code reads it as text.
+    unsafe { String::from_utf8_unchecked(vec![b'{', 0xff, 0xfe, b'}']) }
 }
 
 #[inline(never)]
