@@ -86,6 +86,8 @@ fn invalid_utf8() -> String {
     unsafe { String::from_utf8_unchecked(vec![b'{', 0xff, 0xfe, b'}']) }
 }
 
+// Endless on purpose: the stack overflow is the point.
+#[allow(unconditional_recursion)]
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 64]);
