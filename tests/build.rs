@@ -55,9 +55,29 @@ fn main() {
         .status()
         .expect("run cargo to build the wasm handlers");
     assert!(status.success(), "building the wasm handlers failed");
+    let wasm_dir = target_dir.join("wasm32-wasip2").join("wasm");
+
+    // Hand-written core modules: `plugins/<name>/handler.wat` becomes
+    // `<name>.wasm` beside the Rust handlers (the gateway wraps it).
+    for folder in ["plugins", "tests/plugins"] {
+        let Ok(entries) = std::fs::read_dir(root.join(folder)) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let source = entry.path().join("handler.wat");
+            if !source.is_file() {
+                continue;
+            }
+            println!("cargo:rerun-if-changed={}", source.display());
+            let bytes =
+                wat::parse_file(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+            let name = entry.file_name().to_string_lossy().replace('-', "_");
+            std::fs::write(wasm_dir.join(format!("{name}.wasm")), bytes).unwrap();
+        }
+    }
     println!(
         "cargo:rustc-env=WASMGATE_TEST_WASM_DIR={}",
-        target_dir.join("wasm32-wasip2").join("wasm").display()
+        wasm_dir.display()
     );
 }
 

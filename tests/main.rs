@@ -6,6 +6,8 @@
 mod echo;
 /// Hostile handlers and hostile clients: each fails only itself.
 mod hostile;
+/// Handlers in other forms than a Rust component: hand-written core modules.
+mod languages;
 /// The connection lifecycle: register, transfer order, cleanup for every ending.
 mod lifecycle;
 /// Reverse push: routing, authorisation, every malformed request.

@@ -10,6 +10,7 @@
 //!   `wasmgate:gateway` world's host calls, and one fresh store per event.
 //! - `cache`: the on-disk cache of compiled handlers, keyed by content hash.
 //! - `capture`: bounded capture of a handler's stdout, stderr and log lines.
+//! - `core_module`: wraps plain core modules into handler components.
 //! - `services`: services loaded from `plugins/<service>/` folders, and
 //!   reloading one service to match its folder.
 //! - `watcher`: watches the plugins folder and reloads what changed.
@@ -24,6 +25,7 @@ pub mod config;
 mod cache;
 mod capture;
 mod connection;
+mod core_module;
 mod gateway;
 mod invoke;
 mod protocol;

@@ -97,6 +97,9 @@ pub enum LoadError {
     /// Not a valid component, or it failed to compile.
     #[error("does not compile: {0:#}")]
     Compile(wasmtime::Error),
+    /// A core module that cannot be wrapped into a handler component.
+    #[error("{0}")]
+    CoreModule(crate::core_module::WrapError),
     /// A valid component that does not fit the `wasmgate:gateway/handler` world.
     #[error("does not match the wasmgate:gateway/handler world: {0:#}")]
     Link(wasmtime::Error),
@@ -386,11 +389,20 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles a component and links it against the handler world. Blocking
-    /// and CPU-heavy: call it off the async runtime.
+    /// Compiles a component (or a core module, wrapped into one) and links
+    /// it against the handler world. Blocking and CPU-heavy: call it off the
+    /// async runtime.
     pub fn load(&self, bytes: &[u8]) -> Result<HandlerModule, LoadError> {
-        let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
+        let component = self.compile(bytes)?;
         self.prepare(&component)
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        if crate::core_module::is_core_module(bytes) {
+            let wrapped = crate::core_module::wrap(bytes).map_err(LoadError::CoreModule)?;
+            return Component::new(&self.engine, wrapped).map_err(LoadError::Compile);
+        }
+        Component::new(&self.engine, bytes).map_err(LoadError::Compile)
     }
 
     /// Like [`Runtime::load`], through the on-disk compile cache: returns the
@@ -405,7 +417,7 @@ impl Runtime {
         if let Some(component) = cache.and_then(|cache| cache.get(&self.engine, hash)) {
             return Ok((self.prepare(&component)?, true));
         }
-        let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
+        let component = self.compile(bytes)?;
         // Link before caching, so a component of the wrong world is not kept.
         let module = self.prepare(&component)?;
         if let Some(cache) = cache {

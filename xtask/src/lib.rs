@@ -143,6 +143,28 @@ pub fn build_plugins(plugins_dir: &Path, target_dir: &Path) -> Result<Vec<BuiltP
         .collect()
 }
 
+/// Assembles every `<dir>/handler.wat` in `plugins_dir` (hand-written core
+/// modules) into `<dir>/handler.wasm`; returns the files written.
+pub fn assemble_wat_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(plugins_dir)
+        .with_context(|| format!("reading {}", plugins_dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.join("handler.wat").is_file())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let source = dir.join("handler.wat");
+        let bytes =
+            wat::parse_file(&source).with_context(|| format!("assembling {}", source.display()))?;
+        let output = dir.join("handler.wasm");
+        std::fs::write(&output, bytes).with_context(|| format!("writing {}", output.display()))?;
+        eprintln!("wrote {} (core module)", output.display());
+        written.push(output);
+    }
+    Ok(written)
+}
+
 /// Builds one plugin crate and copies its component to `<dir>/handler.wasm`.
 /// Expects [`WASM_TARGET`] to be installed (see [`ensure_wasm_target`]).
 pub fn build_plugin(plugin: PluginCrate, target_dir: &Path) -> Result<BuiltPlugin> {

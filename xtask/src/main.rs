@@ -53,7 +53,12 @@ fn run(args: Vec<String>) -> Result<()> {
 
 fn build(plugins_dir: &Path, target_dir: &Path) -> Result<()> {
     let built = xtask::build_plugins(plugins_dir, target_dir)?;
-    eprintln!("built {} plugin(s)", built.len());
+    let assembled = xtask::assemble_wat_plugins(plugins_dir)?;
+    eprintln!(
+        "built {} plugin(s), assembled {} WAT plugin(s)",
+        built.len(),
+        assembled.len()
+    );
     Ok(())
 }
 

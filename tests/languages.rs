@@ -1,0 +1,61 @@
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+use wasmgate_tests::*;
+
+/// Text (ASCII, non-ASCII, several KiB) comes back as text and binary as binary.
+async fn echoes_everything(gateway: &TestGateway, service: &str) {
+    let mut client = gateway.connect(service).await;
+    for text in [
+        "hello".to_owned(),
+        "grüße, 世界 🌍".to_owned(),
+        "0123456789abcdef".repeat(512),
+    ] {
+        assert_eq!(ask(&mut client, &text).await, text, "{service}");
+    }
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(6000).collect();
+    client.send(Message::binary(bytes.clone())).await.unwrap();
+    assert_eq!(
+        next_message(&mut client).await,
+        Message::binary(bytes),
+        "{service}"
+    );
+}
+
+#[tokio::test]
+async fn a_hand_written_core_module_is_wrapped_and_echoes() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("echo-wat").handler("echo-wat")]).await;
+    echoes_everything(&gateway, "echo-wat").await;
+}
+
+#[tokio::test]
+async fn the_rust_component_echoes() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("echo").handler("echo")]).await;
+    echoes_everything(&gateway, "echo").await;
+}
+
+#[tokio::test]
+async fn a_core_module_that_does_not_fit_is_rejected_naming_what_is_missing() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("misfit").handler("echo")]).await;
+    let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0))"#).unwrap();
+    let dir = gateway.plugins.path().join("misfit");
+    std::fs::write(dir.join(".partial"), &module).unwrap();
+    std::fs::rename(dir.join(".partial"), dir.join("handler.wasm")).unwrap();
+    let lines = wait_for_log(
+        &[
+            "handler rejected",
+            "service=misfit",
+            "does not fit the wasmgate:gateway/handler world",
+        ],
+        1,
+    )
+    .await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("handle"),
+        "the missing export is named: {}",
+        lines[0]
+    );
+    // The previous version keeps serving.
+    let mut client = gateway.connect("misfit").await;
+    assert_eq!(ask(&mut client, "still echo").await, "still echo");
+}
