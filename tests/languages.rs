@@ -38,8 +38,7 @@ async fn a_core_module_that_does_not_fit_is_rejected_naming_what_is_missing() {
     let gateway = TestGateway::start(&[ServiceSpec::new("misfit").handler("echo")]).await;
     let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0))"#).unwrap();
     let dir = gateway.plugins.path().join("misfit");
-    std::fs::write(dir.join(".partial"), &module).unwrap();
-    std::fs::rename(dir.join(".partial"), dir.join("handler.wasm")).unwrap();
+    install(&dir, "handler.wasm", &module);
     let lines = wait_for_log(
         &[
             "handler rejected",

@@ -1,15 +1,6 @@
-use std::path::Path;
 use std::time::Duration;
 
 use wasmgate_tests::*;
-
-/// Writes `bytes` as `dir/file` the way copy tools and editors do: into a
-/// temporary name, then renamed into place.
-fn install(dir: &Path, file: &str, bytes: &[u8]) {
-    let temporary = dir.join(format!(".{file}.partial"));
-    std::fs::write(&temporary, bytes).unwrap();
-    std::fs::rename(&temporary, dir.join(file)).unwrap();
-}
 
 fn read_wasm(name: &str) -> Vec<u8> {
     std::fs::read(wasm(name)).unwrap()

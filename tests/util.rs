@@ -30,6 +30,14 @@ pub fn compile_cache_dir() -> PathBuf {
     PathBuf::from(env!("WASMGATE_TEST_WASM_DIR")).join("compile-cache")
 }
 
+/// Writes `bytes` as `dir/file` the way copy tools and editors do: into a
+/// temporary name, then renamed into place.
+pub fn install(dir: &std::path::Path, file: &str, bytes: &[u8]) {
+    let temporary = dir.join(format!(".{file}.partial"));
+    std::fs::write(&temporary, bytes).unwrap();
+    std::fs::rename(&temporary, dir.join(file)).unwrap();
+}
+
 /// A service folder to create for a test gateway.
 #[derive(Clone, Debug)]
 pub struct ServiceSpec {
