@@ -1,6 +1,8 @@
 //! Builds handler plugins: every crate in a plugins folder is compiled for
-//! `wasm32-wasip2` in release mode and its component is copied next to its
-//! sources as `handler.wasm`, where the gateway and the tests look for it.
+//! `wasm32-wasip2` with the workspace's `wasm` profile and its component is
+//! copied next to its sources as `handler.wasm`, where the gateway looks for
+//! it. The tests' build script uses the same pieces ([`cargo_command`],
+//! [`find_plugin_crates`], [`find_wat_plugins`], [`ensure_wasm_target`]).
 //!
 //! `cargo xtask build-plugins` and `cargo xtask build-test-plugins` (see
 //! `main.rs`) are thin wrappers around [`build_plugins`]. A build script can
@@ -35,6 +37,10 @@ use anyhow::{bail, ensure, Context as _, Result};
 
 /// The target handler plugins are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// The cargo profile handlers are built with (release without debug info,
+/// defined in the workspace's `Cargo.toml`).
+pub const WASM_PROFILE: &str = "wasm";
 
 /// The file name a built plugin is copied to, in its crate's folder.
 pub const HANDLER_FILE: &str = "handler.wasm";
@@ -122,8 +128,8 @@ pub fn find_plugin_crates(plugins_dir: &Path) -> Result<Vec<PluginCrate>> {
     dirs.iter().map(|dir| PluginCrate::read(dir)).collect()
 }
 
-/// Builds every plugin crate in `plugins_dir` for [`WASM_TARGET`] in release
-/// mode, with `target_dir` as cargo's target directory, and copies each
+/// Builds every plugin crate in `plugins_dir` for [`WASM_TARGET`] with
+/// [`WASM_PROFILE`], with `target_dir` as cargo's target directory, and copies each
 /// component to `<crate dir>/handler.wasm`.
 ///
 /// Installs the target first if rustup lacks it. Progress goes to standard
@@ -147,14 +153,8 @@ pub fn build_plugins(plugins_dir: &Path, target_dir: &Path) -> Result<Vec<BuiltP
 /// modules) into `<dir>/handler.wasm`; returns the files written.
 pub fn assemble_wat_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(plugins_dir)
-        .with_context(|| format!("reading {}", plugins_dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.join("handler.wat").is_file())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let source = dir.join("handler.wat");
+    for source in find_wat_plugins(plugins_dir)? {
+        let dir = source.parent().expect("a handler.wat lies in a folder");
         let bytes =
             wat::parse_file(&source).with_context(|| format!("assembling {}", source.display()))?;
         let output = dir.join("handler.wasm");
@@ -163,6 +163,18 @@ pub fn assemble_wat_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(output);
     }
     Ok(written)
+}
+
+/// The hand-written core modules in `plugins_dir`: the `handler.wat` files of
+/// its sub-folders, sorted by folder name.
+pub fn find_wat_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut sources: Vec<PathBuf> = fs::read_dir(plugins_dir)
+        .with_context(|| format!("listing plugin folder {}", plugins_dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("handler.wat")))
+        .filter(|source| source.is_file())
+        .collect();
+    sources.sort();
+    Ok(sources)
 }
 
 /// Builds one plugin crate and copies its component to `<dir>/handler.wasm`.
@@ -176,12 +188,8 @@ pub fn build_plugin(plugin: PluginCrate, target_dir: &Path) -> Result<BuiltPlugi
     let mut cargo = cargo_command();
     cargo
         .arg("build")
-        .arg("--release")
+        .args(["--profile", WASM_PROFILE])
         .args(["--target", WASM_TARGET])
-        // The workspace's release profile keeps line tables for profiling the
-        // gateway; a plugin ships without them (a tenth of the size).
-        .args(["--config", "profile.release.debug=false"])
-        .args(["--config", "profile.release.strip=\"debuginfo\""])
         .arg("--manifest-path")
         .arg(plugin.dir.join("Cargo.toml"))
         .arg("--target-dir")
@@ -198,7 +206,7 @@ pub fn build_plugin(plugin: PluginCrate, target_dir: &Path) -> Result<BuiltPlugi
 
     let built = target_dir
         .join(WASM_TARGET)
-        .join("release")
+        .join(WASM_PROFILE)
         .join(format!("{}.wasm", plugin.lib_name));
     let wasm = plugin.handler_path();
     let bytes = fs::read(&built).with_context(|| {
@@ -289,9 +297,11 @@ const LEAKING_VARIABLES: &[&str] = &[
 /// Prefixes of per-package variables a calling cargo sets for a build script.
 const LEAKING_PREFIXES: &[&str] = &["CARGO_FEATURE_", "CARGO_CFG_", "CARGO_PKG_", "DEP_"];
 
-/// A `cargo` command with an environment cleaned of [`LEAKING_VARIABLES`].
-/// Uses the cargo that runs us (`$CARGO`) when there is one.
-fn cargo_command() -> Command {
+/// A `cargo` command with an environment cleaned of what a calling cargo sets
+/// (flags for the outer target, the build script's own description), for a
+/// cargo run from inside another build. Uses the
+/// cargo that runs us (`$CARGO`) when there is one.
+pub fn cargo_command() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(cargo);
     for (name, _) in std::env::vars_os() {

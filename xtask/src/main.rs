@@ -5,7 +5,7 @@
 //! cargo xtask build-test-plugins   # tests/plugins/*/ -> tests/plugins/<dir>/handler.wasm
 //! ```
 //!
-//! Both build for `wasm32-wasip2` in release mode, in the separate target
+//! Both build for `wasm32-wasip2` with the `wasm` profile, in the separate target
 //! directory `target/wasm`; the logic lives in the library (`lib.rs`) so that
 //! build scripts can use it too.
 
