@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -99,8 +100,9 @@ pub struct ServiceConfig {
     pub max_message_bytes: usize,
     /// Messages that may wait for a slow client before it is closed with 1008.
     pub outbound_queue: usize,
-    /// The only environment variables a handler sees.
-    pub env: BTreeMap<String, String>,
+    /// The only environment variables a handler sees. Shared, because every
+    /// handler call hands it to its WASI context.
+    pub env: Arc<BTreeMap<String, String>>,
 }
 
 impl Default for ServiceConfig {
@@ -114,7 +116,7 @@ impl Default for ServiceConfig {
             max_connections: 100_000,
             max_message_bytes: 256 << 10,
             outbound_queue: 1024,
-            env: BTreeMap::new(),
+            env: Arc::default(),
         }
     }
 }
@@ -241,7 +243,7 @@ impl ServiceConfig {
             config.outbound_queue = n;
         }
         if let Some(env) = raw.env {
-            config.env = env;
+            config.env = Arc::new(env);
         }
         Ok(config)
     }

@@ -145,7 +145,7 @@ impl Gateway {
             event,
             timeout: config.timeout,
             memory_limit_bytes: config.memory_limit_bytes,
-            env: Arc::new(config.env.clone()),
+            env: config.env.clone(),
             routing: Routing::Gateway {
                 router: self.inner.router.clone(),
                 max_message_bytes: config.max_message_bytes,

@@ -49,7 +49,7 @@ pub async fn invoke(file: &Path, event: &str, service: &str) -> anyhow::Result<C
         event: event.to_owned(),
         timeout: defaults.timeout,
         memory_limit_bytes: defaults.memory_limit_bytes,
-        env: Arc::new(defaults.env),
+        env: defaults.env,
         routing: Routing::Record,
     };
     Ok(runtime.call(&module, spec).await)
