@@ -3,7 +3,8 @@
 //! `wasm32-wasip2`, so the tests always run the handlers of this checkout.
 //! Rust crates are built in one nested cargo run (the same command and
 //! profile as `cargo xtask build-plugins`); hand-written `handler.wat` core
-//! modules are assembled beside them.
+//! modules are assembled beside them, and plugins in other languages are
+//! built by their own `build.sh` (see `xtask::find_script_plugins`).
 
 use std::path::PathBuf;
 
@@ -65,6 +66,15 @@ fn main() {
                 .to_string_lossy()
                 .replace('-', "_");
             std::fs::write(wasm_dir.join(format!("{name}.wasm")), bytes).unwrap();
+        }
+    }
+    // Plugins in other languages build themselves with their `build.sh`.
+    for folder in &folders {
+        for dir in xtask::find_script_plugins(folder).unwrap() {
+            xtask::script_plugin_rerun_if_changed(&dir).unwrap();
+            let name = dir.file_name().unwrap().to_string_lossy().replace('-', "_");
+            xtask::build_script_plugin(&dir, &wasm_dir.join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("{e:#}"));
         }
     }
     println!(

@@ -177,6 +177,111 @@ pub fn find_wat_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(sources)
 }
 
+/// The file that makes a plugin folder a script plugin: a handler written in
+/// another language than Rust, built by its own script.
+pub const BUILD_SCRIPT: &str = "build.sh";
+
+/// Folders and files a script plugin's build may create inside its folder;
+/// they are not sources, so they never trigger a rebuild.
+const GENERATED_NAMES: &[&str] = &[
+    HANDLER_FILE,
+    "node_modules",
+    "target",
+    "__pycache__",
+    "build",
+];
+
+/// The script plugins in `plugins_dir`: its sub-folders that hold a
+/// [`BUILD_SCRIPT`], sorted by folder name.
+///
+/// The contract of such a script: run as `bash build.sh OUTPUT` with the
+/// plugin folder as working directory, it writes the handler (a component or
+/// a core module) to the absolute path `OUTPUT` and exits with 0, or exits
+/// with non-zero after saying why on standard error. It expects the
+/// toolchains that `scripts/setup.sh` installs and names the missing one
+/// when it does not find it; it writes generated files only to `OUTPUT`'s
+/// folder, to the workspace's `target/` or to the folders in
+/// `GENERATED_NAMES` (e.g. `node_modules`).
+pub fn find_script_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(plugins_dir)
+        .with_context(|| format!("listing plugin folder {}", plugins_dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|dir| dir.join(BUILD_SCRIPT).is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Runs the [`BUILD_SCRIPT`] of the script plugin in `dir`, which writes its
+/// handler to `output`, and checks that a WebAssembly file came out.
+pub fn build_script_plugin(dir: &Path, output: &Path) -> Result<()> {
+    let output =
+        std::path::absolute(output).with_context(|| format!("resolving {}", output.display()))?;
+    if let Some(parent) = output.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let _ = fs::remove_file(&output);
+    eprintln!("building script plugin {}", dir.display());
+    let mut command = Command::new("bash");
+    command
+        .arg(BUILD_SCRIPT)
+        .arg(&output)
+        .current_dir(dir)
+        .stdout(Stdio::from(std::io::stderr()));
+    remove_leaking_variables(&mut command);
+    let status = command
+        .status()
+        .with_context(|| format!("running {BUILD_SCRIPT} in {}", dir.display()))?;
+    ensure!(
+        status.success(),
+        "building script plugin {} failed ({status})",
+        dir.display()
+    );
+    let bytes = fs::read(&output).with_context(|| {
+        format!(
+            "{}/{BUILD_SCRIPT} succeeded but wrote no {}",
+            dir.display(),
+            output.display()
+        )
+    })?;
+    ensure!(
+        bytes.starts_with(b"\0asm"),
+        "{}/{BUILD_SCRIPT} wrote {}, which is not WebAssembly",
+        dir.display(),
+        output.display()
+    );
+    eprintln!("wrote {} ({} bytes)", output.display(), bytes.len());
+    Ok(())
+}
+
+/// Builds every script plugin in `plugins_dir` into `<dir>/handler.wasm`;
+/// returns the files written.
+pub fn build_script_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for dir in find_script_plugins(plugins_dir)? {
+        let output = dir.join(HANDLER_FILE);
+        build_script_plugin(&dir, &output)?;
+        written.push(output);
+    }
+    Ok(written)
+}
+
+/// Prints `cargo:rerun-if-changed` lines for the sources of the script
+/// plugin in `dir`: every file and folder in it except generated ones.
+pub fn script_plugin_rerun_if_changed(dir: &Path) -> Result<()> {
+    println!("cargo:rerun-if-changed={}", dir.display());
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || GENERATED_NAMES.contains(&name.as_ref()) {
+            continue;
+        }
+        println!("cargo:rerun-if-changed={}", entry.path().display());
+    }
+    Ok(())
+}
+
 /// Builds one plugin crate and copies its component to `<dir>/handler.wasm`.
 /// Expects [`WASM_TARGET`] to be installed (see [`ensure_wasm_target`]).
 pub fn build_plugin(plugin: PluginCrate, target_dir: &Path) -> Result<BuiltPlugin> {
@@ -304,6 +409,13 @@ const LEAKING_PREFIXES: &[&str] = &["CARGO_FEATURE_", "CARGO_CFG_", "CARGO_PKG_"
 pub fn cargo_command() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(cargo);
+    remove_leaking_variables(&mut command);
+    command
+}
+
+/// Removes from `command`'s environment what a calling cargo set for its own
+/// build ([`LEAKING_VARIABLES`], [`LEAKING_PREFIXES`]).
+fn remove_leaking_variables(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
         if LEAKING_VARIABLES.contains(&name)
@@ -314,7 +426,6 @@ pub fn cargo_command() -> Command {
             command.env_remove(name);
         }
     }
-    command
 }
 
 #[cfg(test)]

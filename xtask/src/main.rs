@@ -54,10 +54,12 @@ fn run(args: Vec<String>) -> Result<()> {
 fn build(plugins_dir: &Path, target_dir: &Path) -> Result<()> {
     let built = xtask::build_plugins(plugins_dir, target_dir)?;
     let assembled = xtask::assemble_wat_plugins(plugins_dir)?;
+    let scripted = xtask::build_script_plugins(plugins_dir)?;
     eprintln!(
-        "built {} plugin(s), assembled {} WAT plugin(s)",
+        "built {} Rust plugin(s), assembled {} WAT plugin(s), built {} script plugin(s)",
         built.len(),
-        assembled.len()
+        assembled.len(),
+        scripted.len()
     );
     Ok(())
 }
