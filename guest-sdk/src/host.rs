@@ -137,6 +137,11 @@ pub fn log(level: LogLevel, message: &str) {
 }
 
 #[cfg(target_arch = "wasm32")]
+pub(crate) use imp::gateway_error;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use imp::not_in_gateway;
+
+#[cfg(target_arch = "wasm32")]
 mod imp {
     use super::LogLevel;
     use crate::bindings::wasmgate::gateway::host;
@@ -145,7 +150,8 @@ mod imp {
     };
     use crate::{GatewayError, Payload};
 
-    fn gateway_error(error: RawGatewayError) -> GatewayError {
+    /// Converts the generated error type.
+    pub(crate) fn gateway_error(error: RawGatewayError) -> GatewayError {
         GatewayError {
             err_no: error.err_no,
             err_msg: error.err_msg,
@@ -187,7 +193,8 @@ mod imp {
     use super::LogLevel;
     use crate::{GatewayError, Payload};
 
-    fn not_in_gateway() -> GatewayError {
+    /// The error of a host call made outside a gateway.
+    pub(crate) fn not_in_gateway() -> GatewayError {
         GatewayError {
             err_no: GatewayError::NOT_IN_GATEWAY,
             err_msg: "not running inside a gateway".to_owned(),

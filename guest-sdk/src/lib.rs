@@ -47,6 +47,8 @@
 //!   and the routing from a role to its method.
 //! - [`push`], [`close`], [`route`], [`log`] and friends (`host.rs`): calls into
 //!   the gateway.
+//! - [`kv`]: the service's durable key-value state; [`groups`]: named groups
+//!   of connections and broadcast.
 //! - [`GatewayError`], [`HandlerError`], [`EventError`] (`error.rs`).
 //!
 //! # Testing handlers natively
@@ -64,8 +66,10 @@ mod answer;
 mod context;
 mod error;
 mod event;
+pub mod groups;
 mod handler;
 mod host;
+pub mod kv;
 mod payload;
 
 pub use answer::Registration;

@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     /// How long a service folder must be quiet after a change before it is
     /// reloaded, so files written in pieces are read once complete.
     pub reload_debounce: Duration,
+    /// File of the durable key-value store; `None` keeps the store in
+    /// memory (lost when the gateway stops).
+    pub state_file: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -45,6 +48,7 @@ impl GatewayConfig {
             cache_dir: None,
             watch: true,
             reload_debounce: Duration::from_millis(50),
+            state_file: None,
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct ServiceConfig {
     pub max_message_bytes: usize,
     /// Messages that may wait for a slow client before it is closed with 1008.
     pub outbound_queue: usize,
+    /// Keys the service may hold in the key-value store.
+    pub kv_max_keys: u64,
     /// The only environment variables a handler sees. Shared, because every
     /// handler call hands it to its WASI context.
     pub env: Arc<BTreeMap<String, String>>,
@@ -116,6 +122,7 @@ impl Default for ServiceConfig {
             max_connections: 100_000,
             max_message_bytes: 256 << 10,
             outbound_queue: 1024,
+            kv_max_keys: 100_000,
             env: Arc::default(),
         }
     }
@@ -132,6 +139,7 @@ struct RawServiceConfig {
     max_connections: Option<usize>,
     max_message_bytes: Option<usize>,
     outbound_queue: Option<usize>,
+    kv_max_keys: Option<u64>,
     env: Option<BTreeMap<String, String>>,
 }
 
@@ -241,6 +249,12 @@ impl ServiceConfig {
                 ));
             }
             config.outbound_queue = n;
+        }
+        if let Some(n) = raw.kv_max_keys {
+            if n > 1 << 40 {
+                return Err(invalid("kv_max_keys", "must be at most 2^40".into()));
+            }
+            config.kv_max_keys = n;
         }
         if let Some(env) = raw.env {
             config.env = Arc::new(env);

@@ -131,7 +131,7 @@ impl SessionParts {
         } = self;
         let writer = tokio::spawn(write_loop(sink, outbound, stop_receiver));
         let ending = read_loop(&gateway, &service, &connection, stream).await;
-        gateway.router().remove(&connection);
+        let departed = gateway.router().remove(&connection);
         let stop = match &ending.frame {
             Some((frame, drain)) => WriterStop::Close(frame.clone(), *drain),
             None => WriterStop::Finish,
@@ -144,14 +144,21 @@ impl SessionParts {
         {
             abort.abort();
         }
-        run_cleanup(&gateway, &service, &connection, &ending).await;
+        run_cleanup(&gateway, &service, &connection, &ending, departed).await;
         drop(tracked);
     }
 
     /// Ends a connection that never reached its socket.
     async fn finish(self, ending: Ending) {
-        self.gateway.router().remove(&self.connection);
-        run_cleanup(&self.gateway, &self.service, &self.connection, &ending).await;
+        let departed = self.gateway.router().remove(&self.connection);
+        run_cleanup(
+            &self.gateway,
+            &self.service,
+            &self.connection,
+            &ending,
+            departed,
+        )
+        .await;
     }
 }
 
@@ -160,10 +167,17 @@ async fn run_cleanup(
     service: &Service,
     connection: &Arc<Connection>,
     ending: &Ending,
+    departed_groups: Vec<Arc<str>>,
 ) {
     let event = protocol::closing_event(&connection.id, ending.reason, ending.client_code);
     let cleanup = match gateway
-        .call(service, Role::Cleanup, &connection.id, event)
+        .call(
+            service,
+            Role::Cleanup,
+            &connection.id,
+            event,
+            Some(departed_groups),
+        )
         .await
     {
         None => "none",
@@ -293,7 +307,7 @@ async fn transfer(
     }
     let event = protocol::data_send_event(&connection.id, payload);
     match gateway
-        .call(service, Role::Transfer, &connection.id, event)
+        .call(service, Role::Transfer, &connection.id, event, None)
         .await
     {
         None | Some(Ok(_)) => Ok(()),

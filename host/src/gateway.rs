@@ -23,9 +23,10 @@ use tokio_util::task::TaskTracker;
 use crate::capture::{LogLevel, OutputSource};
 use crate::config::{GatewayConfig, ServiceConfig};
 use crate::connection::PendingSession;
+use crate::kv::KvStore;
 use crate::protocol::{self, ApiError, ConnectingRequest, PushRequest, RegisterAnswer};
 use crate::router::{CloseCause, Router};
-use crate::runtime::{CallError, CallSpec, Role, Routing, Runtime};
+use crate::runtime::{CallError, CallSpec, Role, Routing, Runtime, StateAccess};
 use crate::services::{Service, Services};
 
 /// Everything the gateway shares between requests, connections and handler
@@ -41,6 +42,8 @@ struct Inner {
     runtime: Runtime,
     services: Services,
     router: Router,
+    /// Durable key-value state of every service.
+    kv: KvStore,
     /// Handler calls running at once across services, equal to the pool size.
     global_slots: Arc<Semaphore>,
     /// Cancelled when shutdown starts: no new connections are accepted.
@@ -58,6 +61,10 @@ impl Gateway {
         let runtime = Runtime::new(&config)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .context("creating the wasm engine")?;
+        let kv = match &config.state_file {
+            Some(path) => KvStore::open(path)?,
+            None => KvStore::in_memory()?,
+        };
         let router = Router::default();
         let services = Services::new(runtime.clone(), config.clone());
         services
@@ -84,6 +91,7 @@ impl Gateway {
                 runtime,
                 services,
                 router,
+                kv,
                 shutting_down,
                 connections: TaskTracker::new(),
                 _watcher: watcher,
@@ -94,6 +102,11 @@ impl Gateway {
     /// The connection registry.
     pub fn router(&self) -> &Router {
         &self.inner.router
+    }
+
+    /// The key-value store of every service's state.
+    pub fn kv(&self) -> &KvStore {
+        &self.inner.kv
     }
 
     /// The loaded services.
@@ -117,12 +130,14 @@ impl Gateway {
     /// Runs the handler of `role` for one event. `None` when the service has
     /// no handler for that role. Logs the handler's output and any failure
     /// with service, role, file, request id and connection id.
+    /// `departed_groups` is, for cleanup, the groups the connection was in.
     pub(crate) async fn call(
         &self,
         service: &Service,
         role: Role,
         connection_id: &Arc<str>,
         event: String,
+        departed_groups: Option<Vec<Arc<str>>>,
     ) -> Option<Result<String, CallError>> {
         let handler = service.handler(role)?;
         let config = service.config();
@@ -149,6 +164,11 @@ impl Gateway {
             routing: Routing::Gateway {
                 router: self.inner.router.clone(),
                 max_message_bytes: config.max_message_bytes,
+            },
+            state: StateAccess {
+                kv: self.inner.kv.clone(),
+                kv_max_keys: config.kv_max_keys,
+                departed_groups,
             },
         };
         let outcome = self.inner.runtime.call(&handler.module, spec).await;
@@ -370,8 +390,14 @@ async fn push(
         .await
         .map_err(|_| ApiError::payload_too_large(body_limit + 1, body_limit))?;
     let request = PushRequest::parse(&body, config.max_message_bytes)?;
-    gateway.router().route(&service.name, request)?;
-    Ok(Json(protocol::ok_body()))
+    let broadcast = matches!(request, PushRequest::Broadcast { .. });
+    let reached = gateway.router().route(&service.name, request)?;
+    let mut body = protocol::ok_body();
+    if broadcast {
+        // An addition to the contract's answer, for the addition's action.
+        body["delivered"] = reached.into();
+    }
+    Ok(Json(body))
 }
 
 async fn list_connections(
@@ -475,7 +501,7 @@ async fn accept(
         query: query_map(query.as_deref()),
     });
     let protocol = match gateway
-        .call(&service, Role::Register, &connection.id, event)
+        .call(&service, Role::Register, &connection.id, event, None)
         .await
     {
         None => None,

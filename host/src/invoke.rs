@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::config::{GatewayConfig, ServiceConfig};
-use crate::runtime::{CallOutcome, CallSpec, Role, Routing, Runtime};
+use crate::kv::KvStore;
+use crate::runtime::{CallOutcome, CallSpec, Role, Routing, Runtime, StateAccess};
 
 /// Runs `file` once with the event JSON `event`. The role comes from the
 /// event's `websocket.action` (`connecting`, `data send`, `closing`).
@@ -51,6 +52,11 @@ pub async fn invoke(file: &Path, event: &str, service: &str) -> anyhow::Result<C
         memory_limit_bytes: defaults.memory_limit_bytes,
         env: defaults.env,
         routing: Routing::Record,
+        state: StateAccess {
+            kv: KvStore::in_memory()?,
+            kv_max_keys: defaults.kv_max_keys,
+            departed_groups: (role == Role::Cleanup).then(Vec::new),
+        },
     };
     Ok(runtime.call(&module, spec).await)
 }

@@ -28,6 +28,7 @@ mod connection;
 mod core_module;
 mod gateway;
 mod invoke;
+pub mod kv;
 mod protocol;
 mod router;
 mod runtime;

@@ -45,6 +45,14 @@ enum Command {
         /// Do not watch the plugins folder (no hot reload).
         #[arg(long, env = "WASMGATE_NO_WATCH")]
         no_watch: bool,
+        /// File of the durable key-value store of every service
+        /// [default: $XDG_DATA_HOME/wasmgate/state.redb or
+        /// ~/.local/share/wasmgate/state.redb].
+        #[arg(long, env = "WASMGATE_STATE_FILE")]
+        state_file: Option<PathBuf>,
+        /// Keep the key-value store in memory only: nothing survives a restart.
+        #[arg(long, env = "WASMGATE_MEMORY_STATE", conflicts_with = "state_file")]
+        memory_state: bool,
     },
     /// Run one handler once on an event file and print its answer and log lines.
     Invoke {
@@ -88,7 +96,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             cache_dir,
             no_cache,
             no_watch,
+            state_file,
+            memory_state,
         } => {
+            let state_file =
+                if memory_state {
+                    None
+                } else {
+                    Some(state_file.or_else(default_state_file).context(
+                        "no HOME or XDG_DATA_HOME for the state file; pass --state-file",
+                    )?)
+                };
             let cache_dir = if no_cache {
                 None
             } else {
@@ -102,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 max_memory_mb,
                 cache_dir,
                 watch: !no_watch,
+                state_file,
                 ..GatewayConfig::new(plugins)
             };
             wasmgate::run(listener, config, shutdown_signal()).await?;
@@ -143,6 +162,16 @@ fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .map(|base| base.join("wasmgate"))
+}
+
+/// `$XDG_DATA_HOME/wasmgate/state.redb`, else `~/.local/share/wasmgate/state.redb`.
+fn default_state_file() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("share"))
+        })
+        .map(|base| base.join("wasmgate").join("state.redb"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -57,12 +57,14 @@ impl ApiError {
         )
     }
 
-    /// `websocket.action` is neither `data send` nor `closing`.
+    /// `websocket.action` is not `data send`, `data broadcast` or `closing`.
     pub fn unknown_action(action: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             2003,
-            format!("unknown action: {action:?} (expected \"data send\" or \"closing\")"),
+            format!(
+                "unknown action: {action:?} (expected \"data send\", \"data broadcast\" or \"closing\")"
+            ),
         )
     }
 
@@ -185,6 +187,69 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
+    /// A key-value key is empty or longer than the limit.
+    pub fn invalid_key(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            2401,
+            format!("invalid key: {detail}"),
+        )
+    }
+
+    /// A key-value value is larger than the limit.
+    pub fn value_too_large(size: usize, limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            2402,
+            format!("value of {size} bytes exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    /// The service holds its maximum number of keys.
+    pub fn key_quota(limit: u64) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            2403,
+            format!("service is at its key limit of {limit} (kv_max_keys)"),
+        )
+    }
+
+    /// `increment` on a value that is not a decimal counter, or an overflow.
+    pub fn not_a_counter(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            2404,
+            format!("not a counter: {detail}"),
+        )
+    }
+
+    /// The state store failed (disk full, I/O error, closed store).
+    pub fn storage(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            2405,
+            format!("state store failed: {detail}"),
+        )
+    }
+
+    /// A group name is empty or longer than the limit.
+    pub fn invalid_group(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            2406,
+            format!("invalid group: {detail}"),
+        )
+    }
+
+    /// A connection is already in the maximum number of groups.
+    pub fn too_many_groups(limit: usize) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            2407,
+            format!("connection is already in {limit} groups, the limit"),
+        )
+    }
+
     /// A host call that only exists inside a running gateway.
     pub fn no_gateway() -> Self {
         Self::new(
@@ -249,18 +314,19 @@ pub enum PushRequest {
         /// The target connection.
         connection_id: String,
     },
+    /// `data broadcast` (a wasmgate addition): deliver a message to every
+    /// member of a group.
+    Broadcast {
+        /// The group.
+        group: String,
+        /// What to deliver.
+        payload: Payload,
+        /// A member that does not get it (`exceptConnectionID`), usually the sender.
+        except: Option<String>,
+    },
 }
 
 impl PushRequest {
-    /// The connection the request addresses.
-    pub fn connection_id(&self) -> &str {
-        match self {
-            PushRequest::Send { connection_id, .. } | PushRequest::Close { connection_id } => {
-                connection_id
-            }
-        }
-    }
-
     /// Parses a reverse-push body. `max_message_bytes` bounds the delivered message.
     pub fn parse(body: &[u8], max_message_bytes: usize) -> Result<Self, ApiError> {
         let value: Value = serde_json::from_slice(body).map_err(ApiError::malformed_json)?;
@@ -275,35 +341,48 @@ impl PushRequest {
                 .ok_or_else(|| ApiError::missing_field(&format!("websocket.{name}")))
         };
         let action = text_field("action")?;
-        let connection_id = text_field("secConnectionID")?.to_owned();
+        let payload = || -> Result<Payload, ApiError> {
+            let data_type = websocket
+                .get("dataType")
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| ApiError::missing_field("websocket.dataType"))
+                })
+                .transpose()?
+                .unwrap_or("text");
+            let data = text_field("data")?;
+            let payload = match data_type {
+                "text" => Payload::Text(data.to_owned()),
+                "binary" => Payload::Binary(Bytes::from(
+                    BASE64.decode(data).map_err(ApiError::bad_base64)?,
+                )),
+                other => return Err(ApiError::unknown_data_type(other)),
+            };
+            if payload.len() > max_message_bytes {
+                return Err(ApiError::payload_too_large(
+                    payload.len(),
+                    max_message_bytes,
+                ));
+            }
+            Ok(payload)
+        };
         match action {
-            "closing" => Ok(PushRequest::Close { connection_id }),
-            "data send" => {
-                let data_type = websocket
-                    .get("dataType")
-                    .map(|v| {
-                        v.as_str()
-                            .ok_or_else(|| ApiError::missing_field("websocket.dataType"))
-                    })
-                    .transpose()?
-                    .unwrap_or("text");
-                let data = text_field("data")?;
-                let payload = match data_type {
-                    "text" => Payload::Text(data.to_owned()),
-                    "binary" => Payload::Binary(Bytes::from(
-                        BASE64.decode(data).map_err(ApiError::bad_base64)?,
-                    )),
-                    other => return Err(ApiError::unknown_data_type(other)),
+            "closing" => Ok(PushRequest::Close {
+                connection_id: text_field("secConnectionID")?.to_owned(),
+            }),
+            "data send" => Ok(PushRequest::Send {
+                connection_id: text_field("secConnectionID")?.to_owned(),
+                payload: payload()?,
+            }),
+            "data broadcast" => {
+                let except = match websocket.get("exceptConnectionID") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(text_field("exceptConnectionID")?.to_owned()),
                 };
-                if payload.len() > max_message_bytes {
-                    return Err(ApiError::payload_too_large(
-                        payload.len(),
-                        max_message_bytes,
-                    ));
-                }
-                Ok(PushRequest::Send {
-                    connection_id,
-                    payload,
+                Ok(PushRequest::Broadcast {
+                    group: text_field("group")?.to_owned(),
+                    payload: payload()?,
+                    except,
                 })
             }
             other => Err(ApiError::unknown_action(other)),
@@ -513,6 +592,15 @@ mod tests {
                 connection_id: "a".into()
             }
         );
+        let broadcast = br#"{"websocket":{"action":"data broadcast","group":"room","exceptConnectionID":"a","data":"hi"}}"#;
+        assert_eq!(
+            PushRequest::parse(broadcast, 10).unwrap(),
+            PushRequest::Broadcast {
+                group: "room".into(),
+                payload: Payload::Text("hi".into()),
+                except: Some("a".into()),
+            }
+        );
     }
 
     #[test]
@@ -520,6 +608,14 @@ mod tests {
         let code = |body: &[u8]| PushRequest::parse(body, 4).unwrap_err().code;
         assert_eq!(code(b"{nope"), 2001);
         assert_eq!(code(br#"{"websocket":{"action":"closing"}}"#), 2002);
+        assert_eq!(
+            code(br#"{"websocket":{"action":"data broadcast","data":"x"}}"#),
+            2002
+        );
+        assert_eq!(
+            code(br#"{"websocket":{"action":"data broadcast","group":"g","data":"x","exceptConnectionID":7}}"#),
+            2002
+        );
         assert_eq!(
             code(br#"{"websocket":{"action":"dance","secConnectionID":"a"}}"#),
             2003

@@ -2,9 +2,11 @@
 //! reverse-push endpoint and the push/close host calls.
 //!
 //! Connections are kept per service: a lookup always names the caller's
-//! service, so an id of another service is simply "not found".
+//! service, so an id of another service is simply "not found". Groups (named
+//! sets of connections, for broadcast) are kept beside them, per service too,
+//! and a connection leaves all of its groups when it leaves the router.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,15 @@ pub(crate) enum Outbound {
     Text(Utf8Bytes),
     /// A binary frame.
     Binary(Bytes),
+}
+
+impl From<Payload> for Outbound {
+    fn from(payload: Payload) -> Self {
+        match payload {
+            Payload::Text(text) => Outbound::Text(text.into()),
+            Payload::Binary(bytes) => Outbound::Binary(bytes),
+        }
+    }
 }
 
 /// Why the gateway closes a connection, and with which close code.
@@ -124,12 +135,29 @@ impl Connection {
         &self.closing
     }
 
-    fn info(&self) -> ConnectionInfo {
+    fn info(&self, groups: Option<&BTreeSet<Arc<str>>>) -> ConnectionInfo {
         ConnectionInfo {
             sec_connection_id: self.id.to_string(),
             connected_at: self.connected_at_ms,
             source_ip: self.source_ip.to_string(),
             last_active_at: self.last_active_ms.load(Ordering::Relaxed),
+            groups: groups
+                .map(|groups| groups.iter().map(|g| g.to_string()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Queues a message; a full queue closes the connection as too slow.
+    fn send(&self, message: Outbound) -> Result<(), ApiError> {
+        match self.outbound.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CloseCause::SLOW_CLIENT);
+                Err(ApiError::queue_full(&self.id))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(ApiError::connection_not_found(&self.id))
+            }
         }
     }
 }
@@ -147,10 +175,68 @@ pub struct ConnectionInfo {
     pub source_ip: String,
     /// When the client last sent a message.
     pub last_active_at: u64,
+    /// The groups the connection is in, sorted.
+    pub groups: Vec<String>,
 }
 
-/// Live connections of one service, by id.
-type ServiceConnections = HashMap<Arc<str>, Arc<Connection>>;
+/// Longest group name, in bytes.
+pub const MAX_GROUP_NAME_BYTES: usize = 128;
+
+/// Most groups one connection can be in at once.
+pub const MAX_GROUPS_PER_CONNECTION: usize = 64;
+
+/// Checks a group name against the limits.
+pub(crate) fn check_group(group: &str) -> Result<(), ApiError> {
+    if group.is_empty() {
+        return Err(ApiError::invalid_group("empty name"));
+    }
+    if group.len() > MAX_GROUP_NAME_BYTES {
+        return Err(ApiError::invalid_group(format!(
+            "name of {} bytes, longer than {MAX_GROUP_NAME_BYTES}",
+            group.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Live connections and groups of one service.
+#[derive(Debug, Default)]
+struct ServiceConnections {
+    /// Connections by id.
+    connections: HashMap<Arc<str>, Arc<Connection>>,
+    /// Members of each non-empty group, by id.
+    groups: HashMap<Arc<str>, HashMap<Arc<str>, Arc<Connection>>>,
+    /// The groups of each connection that is in at least one.
+    memberships: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+}
+
+impl ServiceConnections {
+    fn connection(&self, id: &str) -> Result<&Arc<Connection>, ApiError> {
+        self.connections
+            .get(id)
+            .ok_or_else(|| ApiError::connection_not_found(id))
+    }
+
+    fn info(&self, connection: &Connection) -> ConnectionInfo {
+        connection.info(self.memberships.get(&connection.id))
+    }
+
+    /// Takes a connection out of every group; the groups it was in.
+    fn leave_all(&mut self, id: &str) -> Vec<Arc<str>> {
+        let Some(groups) = self.memberships.remove(id) else {
+            return Vec::new();
+        };
+        for group in &groups {
+            if let Some(members) = self.groups.get_mut(group) {
+                members.remove(id);
+                if members.is_empty() {
+                    self.groups.remove(group);
+                }
+            }
+        }
+        groups.into_iter().collect()
+    }
+}
 
 /// The registry of connections by service. Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -188,61 +274,189 @@ impl Router {
             close_cause: Mutex::new(None),
         });
         let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        let connections = services.entry(service.clone()).or_default();
-        if connections.len() >= max_connections {
+        let state = services.entry(service.clone()).or_default();
+        if state.connections.len() >= max_connections {
             return Err(ApiError::too_many_connections(max_connections));
         }
-        connections.insert(connection.id.clone(), connection.clone());
+        state
+            .connections
+            .insert(connection.id.clone(), connection.clone());
         Ok(Reservation {
             connection,
             outbound: receiver,
         })
     }
 
-    /// Removes a connection; later pushes to it are "not found".
-    pub(crate) fn remove(&self, connection: &Connection) {
+    /// Removes a connection, and takes it out of every group; later pushes
+    /// to it are "not found". Returns the groups it was in.
+    pub(crate) fn remove(&self, connection: &Connection) -> Vec<Arc<str>> {
         let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(connections) = services.get_mut(&connection.service) {
-            connections.remove(&connection.id);
-            if connections.is_empty() {
-                services.remove(&connection.service);
+        let Some(state) = services.get_mut(&connection.service) else {
+            return Vec::new();
+        };
+        let groups = match state.connections.get(&connection.id) {
+            // Only the connection itself, not a later one that reused the id.
+            Some(current) if std::ptr::eq(&**current, connection) => {
+                state.connections.remove(&connection.id);
+                state.leave_all(&connection.id)
             }
+            _ => Vec::new(),
+        };
+        if state.connections.is_empty() {
+            services.remove(&connection.service);
         }
+        groups
     }
 
     fn find(&self, service: &str, id: &str) -> Option<Arc<Connection>> {
         let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        services.get(service)?.get(id).cloned()
+        services.get(service)?.connections.get(id).cloned()
     }
 
-    /// The one routing function: delivers or closes, for `service` only.
-    pub fn route(&self, service: &str, request: PushRequest) -> Result<(), ApiError> {
-        let id = request.connection_id();
-        let connection = self
-            .find(service, id)
-            .ok_or_else(|| ApiError::connection_not_found(id))?;
+    /// The one routing function: delivers, broadcasts or closes, for
+    /// `service` only. Returns how many connections the request reached.
+    pub fn route(&self, service: &str, request: PushRequest) -> Result<usize, ApiError> {
         match request {
-            PushRequest::Close { .. } => {
+            PushRequest::Close { connection_id } => {
+                let connection = self
+                    .find(service, &connection_id)
+                    .ok_or_else(|| ApiError::connection_not_found(&connection_id))?;
                 connection.close(CloseCause::SERVER);
-                Ok(())
+                Ok(1)
             }
-            PushRequest::Send { payload, .. } => {
-                let message = match payload {
-                    Payload::Text(text) => Outbound::Text(text.into()),
-                    Payload::Binary(bytes) => Outbound::Binary(bytes),
-                };
-                match connection.outbound.try_send(message) {
-                    Ok(()) => Ok(()),
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        connection.close(CloseCause::SLOW_CLIENT);
-                        Err(ApiError::queue_full(&connection.id))
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        Err(ApiError::connection_not_found(&connection.id))
-                    }
-                }
+            PushRequest::Send {
+                connection_id,
+                payload,
+            } => {
+                let connection = self
+                    .find(service, &connection_id)
+                    .ok_or_else(|| ApiError::connection_not_found(&connection_id))?;
+                connection.send(Outbound::from(payload))?;
+                Ok(1)
+            }
+            PushRequest::Broadcast {
+                group,
+                payload,
+                except,
+            } => self.broadcast(service, &group, Outbound::from(payload), except.as_deref()),
+        }
+    }
+
+    /// Queues `message` for every member of `group` but `except`. The
+    /// message is shared between the members' queues, not copied. A member
+    /// whose queue is full is closed as a slow client and not counted.
+    pub(crate) fn broadcast(
+        &self,
+        service: &str,
+        group: &str,
+        message: Outbound,
+        except: Option<&str>,
+    ) -> Result<usize, ApiError> {
+        check_group(group)?;
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let members: Vec<Arc<Connection>> = services
+            .get(service)
+            .and_then(|state| state.groups.get(group))
+            .map(|members| {
+                members
+                    .values()
+                    .filter(|member| except != Some(&*member.id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Sending wakes the members' writers; do it outside the lock.
+        drop(services);
+        Ok(members
+            .iter()
+            .filter(|member| member.send(message.clone()).is_ok())
+            .count())
+    }
+
+    /// Adds a live connection of `service` to `group`.
+    pub(crate) fn join(&self, service: &str, group: &str, id: &str) -> Result<(), ApiError> {
+        check_group(group)?;
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let state = services
+            .get_mut(service)
+            .ok_or_else(|| ApiError::connection_not_found(id))?;
+        let connection = state.connection(id)?.clone();
+        let groups = state.memberships.entry(connection.id.clone()).or_default();
+        if groups.contains(group) {
+            return Ok(());
+        }
+        if groups.len() >= MAX_GROUPS_PER_CONNECTION {
+            return Err(ApiError::too_many_groups(MAX_GROUPS_PER_CONNECTION));
+        }
+        let group: Arc<str> = group.into();
+        groups.insert(group.clone());
+        state
+            .groups
+            .entry(group)
+            .or_default()
+            .insert(connection.id.clone(), connection);
+        Ok(())
+    }
+
+    /// Takes a live connection of `service` out of `group`; whether it was in.
+    pub(crate) fn leave(&self, service: &str, group: &str, id: &str) -> Result<bool, ApiError> {
+        check_group(group)?;
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let state = services
+            .get_mut(service)
+            .ok_or_else(|| ApiError::connection_not_found(id))?;
+        state.connection(id)?;
+        let was_member = state
+            .memberships
+            .get_mut(id)
+            .is_some_and(|groups| groups.remove(group));
+        if !was_member {
+            return Ok(false);
+        }
+        if state.memberships.get(id).is_some_and(BTreeSet::is_empty) {
+            state.memberships.remove(id);
+        }
+        if let Some(members) = state.groups.get_mut(group) {
+            members.remove(id);
+            if members.is_empty() {
+                state.groups.remove(group);
             }
         }
+        Ok(true)
+    }
+
+    /// The ids of the members of `group`, sorted.
+    pub fn members(&self, service: &str, group: &str) -> Result<Vec<String>, ApiError> {
+        check_group(group)?;
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<String> = services
+            .get(service)
+            .and_then(|state| state.groups.get(group))
+            .map(|members| members.keys().map(|id| id.to_string()).collect())
+            .unwrap_or_default();
+        drop(services);
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The groups of a live connection of `service`, sorted.
+    pub fn groups_of(&self, service: &str, id: &str) -> Result<Vec<String>, ApiError> {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let state = services
+            .get(service)
+            .ok_or_else(|| ApiError::connection_not_found(id))?;
+        state.connection(id)?;
+        Ok(state
+            .memberships
+            .get(id)
+            .map(|groups| groups.iter().map(|g| g.to_string()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Number of groups with at least one member, per service.
+    pub fn group_count(&self, service: &str) -> usize {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        services.get(service).map_or(0, |state| state.groups.len())
     }
 
     /// Live connections of a service.
@@ -250,7 +464,7 @@ impl Router {
         let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
         let mut list: Vec<_> = services
             .get(service)
-            .map(|connections| connections.values().map(|c| c.info()).collect())
+            .map(|state| state.connections.values().map(|c| state.info(c)).collect())
             .unwrap_or_default();
         drop(services);
         list.sort_by_key(|c| c.connected_at);
@@ -259,13 +473,17 @@ impl Router {
 
     /// One connection of a service.
     pub fn info(&self, service: &str, id: &str) -> Option<ConnectionInfo> {
-        self.find(service, id).map(|c| c.info())
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let state = services.get(service)?;
+        state.connections.get(id).map(|c| state.info(c))
     }
 
     /// Number of connections of a service.
     pub fn count(&self, service: &str) -> usize {
         let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        services.get(service).map_or(0, HashMap::len)
+        services
+            .get(service)
+            .map_or(0, |state| state.connections.len())
     }
 
     /// Asks every connection of every service (or of one) to close.
@@ -274,7 +492,7 @@ impl Router {
         let targets: Vec<Arc<Connection>> = services
             .iter()
             .filter(|(name, _)| service.is_none_or(|s| s == &***name))
-            .flat_map(|(_, connections)| connections.values().cloned())
+            .flat_map(|(_, state)| state.connections.values().cloned())
             .collect();
         drop(services);
         for connection in targets {
@@ -354,5 +572,63 @@ mod tests {
         let _first = router.reserve(&a, ip(), 1, 1).unwrap();
         assert_eq!(router.reserve(&a, ip(), 1, 1).err().unwrap().code, 2303);
         assert!(router.reserve(&b, ip(), 1, 1).is_ok());
+    }
+
+    #[tokio::test]
+    async fn groups_broadcast_share_the_message_and_end_with_the_connection() {
+        let router = Router::default();
+        let chat: Arc<str> = "chat".into();
+        let other: Arc<str> = "other".into();
+        let mut a = router.reserve(&chat, ip(), 4, 10).unwrap();
+        let mut b = router.reserve(&chat, ip(), 4, 10).unwrap();
+        let mut stranger = router.reserve(&other, ip(), 4, 10).unwrap();
+        let (a_id, b_id) = (a.connection.id.to_string(), b.connection.id.to_string());
+        router.join("chat", "room", &a_id).unwrap();
+        router.join("chat", "room", &b_id).unwrap();
+        router
+            .join("other", "room", &stranger.connection.id)
+            .unwrap();
+        // Another service's connection cannot be added.
+        assert_eq!(
+            router
+                .join("chat", "room", &stranger.connection.id)
+                .unwrap_err()
+                .code,
+            2202
+        );
+        assert_eq!(router.join("chat", "", &a_id).unwrap_err().code, 2406);
+
+        let message = Outbound::Text("hi".into());
+        assert_eq!(
+            router
+                .broadcast("chat", "room", message, Some(&a_id))
+                .unwrap(),
+            1
+        );
+        assert!(matches!(b.outbound.recv().await, Some(Outbound::Text(t)) if t == "hi"));
+        assert!(a.outbound.try_recv().is_err());
+        assert!(stranger.outbound.try_recv().is_err());
+        assert_eq!(router.members("chat", "room").unwrap().len(), 2);
+        assert_eq!(router.info("chat", &a_id).unwrap().groups, ["room"]);
+
+        assert_eq!(router.remove(&a.connection), vec![Arc::<str>::from("room")]);
+        assert_eq!(router.members("chat", "room").unwrap(), vec![b_id.clone()]);
+        assert!(router.leave("chat", "room", &b_id).unwrap());
+        assert_eq!(router.group_count("chat"), 0);
+        assert_eq!(router.members("other", "room").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_connection_has_at_most_so_many_groups() {
+        let router = Router::default();
+        let svc: Arc<str> = "svc".into();
+        let reservation = router.reserve(&svc, ip(), 1, 10).unwrap();
+        let id = reservation.connection.id.to_string();
+        for n in 0..MAX_GROUPS_PER_CONNECTION {
+            router.join("svc", &format!("g{n}"), &id).unwrap();
+        }
+        // Joining a group again is fine; a new one is not.
+        router.join("svc", "g0", &id).unwrap();
+        assert_eq!(router.join("svc", "one-more", &id).unwrap_err().code, 2407);
     }
 }

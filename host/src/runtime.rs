@@ -22,17 +22,28 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::cache::CompileCache;
 use crate::capture::{Capture, LogLevel, OutputLine, OutputSource};
 use crate::config::GatewayConfig;
+use crate::kv::KvStore;
 use crate::protocol::{ApiError, Payload, PushRequest};
-use crate::router::Router;
+use crate::router::{Outbound, Router};
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "handler",
         exports: { default: async },
+        // Writes wait for the state store's commit (an fsync), so they must
+        // not block the async runtime's thread.
+        imports: {
+            "wasmgate:gateway/kv.set": async,
+            "wasmgate:gateway/kv.delete": async,
+            "wasmgate:gateway/kv.increment": async,
+            "wasmgate:gateway/kv.compare-and-swap": async,
+        },
     });
 }
 
+use bindings::wasmgate::gateway::groups as groups_wit;
+use bindings::wasmgate::gateway::kv as kv_wit;
 use bindings::wasmgate::gateway::types as wit;
 pub(crate) use bindings::HandlerPre;
 
@@ -168,6 +179,18 @@ pub(crate) struct CallSpec {
     pub memory_limit_bytes: usize,
     pub env: Arc<BTreeMap<String, String>>,
     pub routing: Routing,
+    pub state: StateAccess,
+}
+
+/// What a call may reach of the service's state.
+#[derive(Clone)]
+pub(crate) struct StateAccess {
+    /// The key-value store (the service's own keys only).
+    pub kv: KvStore,
+    /// The service's `kv_max_keys`.
+    pub kv_max_keys: u64,
+    /// For cleanup: the groups the connection was in when it ended.
+    pub departed_groups: Option<Vec<Arc<str>>>,
 }
 
 /// The result of a call: the answer or the failure, and what the handler printed.
@@ -187,7 +210,9 @@ pub(crate) struct EventState {
     table: ResourceTable,
     limiter: MemoryLimiter,
     service: Arc<str>,
+    connection_id: Arc<str>,
     routing: Routing,
+    state: StateAccess,
     output: Vec<OutputLine>,
     logged_bytes: usize,
 }
@@ -256,7 +281,7 @@ impl EventState {
 
     fn route(&mut self, request: PushRequest) -> Result<(), wit::GatewayError> {
         match &self.routing {
-            Routing::Gateway { router, .. } => router.route(&self.service, request),
+            Routing::Gateway { router, .. } => router.route(&self.service, request).map(|_| ()),
             Routing::Record => {
                 let line = match &request {
                     PushRequest::Send {
@@ -268,6 +293,7 @@ impl EventState {
                         payload: Payload::Binary(bytes),
                     } => format!("push {connection_id} binary {} bytes", bytes.len()),
                     PushRequest::Close { connection_id } => format!("close {connection_id}"),
+                    PushRequest::Broadcast { group, .. } => format!("broadcast {group}"),
                 };
                 self.record(OutputSource::Log(LogLevel::Info), line);
                 Ok(())
@@ -297,10 +323,7 @@ impl wit::Host for EventState {}
 
 impl bindings::wasmgate::gateway::host::Host for EventState {
     fn push(&mut self, connection_id: String, data: wit::Payload) -> Result<(), wit::GatewayError> {
-        let payload = match data {
-            wit::Payload::Text(text) => Payload::Text(text),
-            wit::Payload::Binary(bytes) => Payload::Binary(bytes.into()),
-        };
+        let payload = to_payload(data);
         let limit = self.max_message_bytes();
         if payload.len() > limit {
             return Err(to_wit_error(ApiError::payload_too_large(
@@ -333,6 +356,171 @@ impl bindings::wasmgate::gateway::host::Host for EventState {
             wit::LogLevel::Error => LogLevel::Error,
         };
         self.record(OutputSource::Log(level), message);
+    }
+}
+
+fn to_payload(data: wit::Payload) -> Payload {
+    match data {
+        wit::Payload::Text(text) => Payload::Text(text),
+        wit::Payload::Binary(bytes) => Payload::Binary(bytes.into()),
+    }
+}
+
+impl kv_wit::Host for EventState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, wit::GatewayError> {
+        self.state.kv.get(&self.service, &key).map_err(to_wit_error)
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), wit::GatewayError> {
+        let ttl = ttl_ms.map(Duration::from_millis);
+        self.state
+            .kv
+            .set(&self.service, self.state.kv_max_keys, key, value, ttl)
+            .await
+            .map_err(to_wit_error)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, wit::GatewayError> {
+        self.state
+            .kv
+            .delete(&self.service, key)
+            .await
+            .map_err(to_wit_error)
+    }
+
+    fn exists(&mut self, key: String) -> Result<bool, wit::GatewayError> {
+        self.get(key).map(|value| value.is_some())
+    }
+
+    fn list_keys(
+        &mut self,
+        prefix: String,
+        cursor: Option<String>,
+    ) -> Result<kv_wit::KeyPage, wit::GatewayError> {
+        let page = self
+            .state
+            .kv
+            .list_keys(&self.service, &prefix, cursor.as_deref())
+            .map_err(to_wit_error)?;
+        Ok(kv_wit::KeyPage {
+            keys: page.keys,
+            cursor: page.cursor,
+        })
+    }
+
+    async fn increment(&mut self, key: String, delta: i64) -> Result<i64, wit::GatewayError> {
+        self.state
+            .kv
+            .increment(&self.service, self.state.kv_max_keys, key, delta)
+            .await
+            .map_err(to_wit_error)
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool, wit::GatewayError> {
+        self.state
+            .kv
+            .compare_and_swap(&self.service, self.state.kv_max_keys, key, expected, value)
+            .await
+            .map_err(to_wit_error)
+    }
+}
+
+impl groups_wit::Host for EventState {
+    fn join(&mut self, group: String, connection_id: String) -> Result<(), wit::GatewayError> {
+        match &self.routing {
+            Routing::Gateway { router, .. } => router.join(&self.service, &group, &connection_id),
+            Routing::Record => {
+                self.record(
+                    OutputSource::Log(LogLevel::Info),
+                    format!("join {group} {connection_id}"),
+                );
+                Ok(())
+            }
+        }
+        .map_err(to_wit_error)
+    }
+
+    fn leave(&mut self, group: String, connection_id: String) -> Result<bool, wit::GatewayError> {
+        match &self.routing {
+            Routing::Gateway { router, .. } => router.leave(&self.service, &group, &connection_id),
+            Routing::Record => {
+                self.record(
+                    OutputSource::Log(LogLevel::Info),
+                    format!("leave {group} {connection_id}"),
+                );
+                Ok(false)
+            }
+        }
+        .map_err(to_wit_error)
+    }
+
+    fn members(&mut self, group: String) -> Result<Vec<String>, wit::GatewayError> {
+        match &self.routing {
+            Routing::Gateway { router, .. } => router.members(&self.service, &group),
+            Routing::Record => crate::router::check_group(&group).map(|()| Vec::new()),
+        }
+        .map_err(to_wit_error)
+    }
+
+    fn groups_of(&mut self, connection_id: String) -> Result<Vec<String>, wit::GatewayError> {
+        // In cleanup the connection has left its groups already; it still
+        // learns which they were.
+        if let Some(departed) = &self.state.departed_groups {
+            if *connection_id == *self.connection_id {
+                let mut groups: Vec<String> = departed.iter().map(|g| g.to_string()).collect();
+                groups.sort();
+                return Ok(groups);
+            }
+        }
+        match &self.routing {
+            Routing::Gateway { router, .. } => router.groups_of(&self.service, &connection_id),
+            Routing::Record => Ok(Vec::new()),
+        }
+        .map_err(to_wit_error)
+    }
+
+    fn broadcast(
+        &mut self,
+        group: String,
+        data: wit::Payload,
+        except_id: Option<String>,
+    ) -> Result<u32, wit::GatewayError> {
+        let payload = to_payload(data);
+        let limit = self.max_message_bytes();
+        if payload.len() > limit {
+            return Err(to_wit_error(ApiError::payload_too_large(
+                payload.len(),
+                limit,
+            )));
+        }
+        match &self.routing {
+            Routing::Gateway { router, .. } => router
+                .broadcast(
+                    &self.service,
+                    &group,
+                    Outbound::from(payload),
+                    except_id.as_deref(),
+                )
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            Routing::Record => {
+                self.record(
+                    OutputSource::Log(LogLevel::Info),
+                    format!("broadcast {group} {} bytes", payload.len()),
+                );
+                Ok(0)
+            }
+        }
+        .map_err(to_wit_error)
     }
 }
 
@@ -454,7 +642,9 @@ impl Runtime {
                 hit: false,
             },
             service: spec.service.clone(),
+            connection_id: spec.connection_id.clone(),
             routing: spec.routing,
+            state: spec.state,
             output: Vec::new(),
             logged_bytes: 0,
         };
