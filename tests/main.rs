@@ -20,3 +20,5 @@ mod reload;
 mod sandbox;
 /// Graceful shutdown and `wasmgate invoke`.
 mod shutdown;
+/// Key-value state, groups and broadcast, the chat example, durability.
+mod state;

@@ -16,6 +16,8 @@
 //! | `trap=1` | panics (the call traps) |
 //! | `loop=1` | spins forever (the call hits its CPU or time limit) |
 //! | `push=<text>` | pushes `<text>` as text to its own connection, then accepts; a failed push is logged at warn level |
+//! | `join=<group>` | joins its own connection to `<group>` (then goes on) |
+//! | `track=1` | stores the key `conn/<id>` in the service's key-value store (then goes on); cleanup deletes it |
 //!
 //! Otherwise it accepts, choosing the first sub-protocol the client offered in
 //! `Sec-WebSocket-Protocol`, if any.
@@ -41,13 +43,26 @@
 //! | `env` | pushes back its environment variables as a JSON object |
 //! | `fs` | reads `/` and `/etc/passwd`, pushes back `denied` if both fail, else `allowed` |
 //! | `net` | connects to `127.0.0.1:1`, pushes back `allowed` if the attempt reached a network (connected or refused), else `denied` |
+//! | `kv-set:<key>=<value>` | sets the key, pushes back `result:<errNo>` |
+//! | `kv-ttl:<ms>:<key>=<value>` | sets the key with a time to live, pushes back `result:<errNo>` |
+//! | `kv-get:<key>` | pushes back `value:<value>`, `none`, or `result:<errNo>` |
+//! | `kv-del:<key>` | pushes back `deleted:<true or false>` or `result:<errNo>` |
+//! | `kv-keys:<prefix>` | pushes back the keys with that prefix as a JSON array, or `result:<errNo>` |
+//! | `kv-incr:<delta>:<key>` | pushes back `counter:<new value>` or `result:<errNo>` |
+//! | `kv-cas:<key>=<expected>=<new>` | `<expected>` empty means absent; pushes back `swapped:<true or false>` or `result:<errNo>` |
+//! | `join:<group>` / `leave:<group>` | its own connection; pushes back `result:<errNo>` |
+//! | `join-other:<id>:<group>` | joins another connection, pushes back `result:<errNo>` |
+//! | `members:<group>` | pushes back the member ids as a JSON array, or `result:<errNo>` |
+//! | `groups` | pushes back its own groups as a JSON array |
+//! | `broadcast:<group>:<text>` | broadcasts `<text>` to the group but itself, pushes back `delivered:<n>` or `result:<errNo>` |
 //! | anything else | pushes back the text unchanged |
 //!
 //! # cleanup
 //!
-//! Logs `cleanup reason=<closeReason> code=<closeCode>` at info level through
-//! the host and prints the same line to stdout; a missing reason or code is
-//! written `none`.
+//! Logs `cleanup reason=<closeReason> code=<closeCode> groups=<g1,g2>` at
+//! info level through the host and prints the same line to stdout; a missing
+//! reason or code is written `none`. Deletes the key `conn/<id>` if
+//! `track=1` stored it.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -91,6 +106,12 @@ impl Handler for Probe {
         if event.query("loop") == Some("1") {
             spin();
         }
+        if let Some(group) = event.query("join") {
+            wasmgate_guest::groups::join(group, &ctx.connection_id)?;
+        }
+        if event.query("track") == Some("1") {
+            wasmgate_guest::kv::set(&format!("conn/{}", ctx.connection_id), b"open")?;
+        }
         if let Some(text) = event.query("push") {
             if let Err(error) = wasmgate_guest::push_text(&ctx.connection_id, text) {
                 wasmgate_guest::log(LogLevel::Warn, &format!("push from register: {error}"));
@@ -117,6 +138,9 @@ impl Handler for Probe {
             "err" => Err("probe: error requested by transfer".into()),
             "close" => Ok(wasmgate_guest::close(me)?),
             "info" => reply(&info(ctx)),
+            "groups" => {
+                reply(&serde_json::Value::from(wasmgate_guest::groups::groups_of(me)?).to_string())
+            }
             "env" => reply(&serde_json::to_string(
                 &std::env::vars().collect::<BTreeMap<_, _>>(),
             )?),
@@ -141,6 +165,8 @@ impl Handler for Probe {
                     report(wasmgate_guest::close(target))
                 } else if let Some(request) = command.strip_prefix("route:") {
                     report(wasmgate_guest::route(request))
+                } else if let Some(reply_text) = state_command(me, &command) {
+                    reply(&reply_text)
                 } else if let Some(text) = command.strip_prefix("stdout:") {
                     println!("{text}");
                     eprintln!("{text}");
@@ -152,14 +178,16 @@ impl Handler for Probe {
         }
     }
 
-    fn cleanup(_ctx: &Context, event: Closing) -> Result<(), HandlerError> {
+    fn cleanup(ctx: &Context, event: Closing) -> Result<(), HandlerError> {
         let reason = event
             .close_reason()
             .map_or("none", |reason| reason.as_str());
         let code = event
             .close_code()
             .map_or_else(|| "none".to_owned(), |code| code.to_string());
-        let line = format!("cleanup reason={reason} code={code}");
+        let groups = wasmgate_guest::groups::groups_of(&ctx.connection_id)?.join(",");
+        wasmgate_guest::kv::delete(&format!("conn/{}", ctx.connection_id))?;
+        let line = format!("cleanup reason={reason} code={code} groups={groups}");
         wasmgate_guest::log(LogLevel::Info, &line);
         println!("{line}");
         Ok(())
@@ -174,6 +202,59 @@ fn spin() -> ! {
     loop {
         counter = std::hint::black_box(counter.wrapping_add(1));
     }
+}
+
+/// The key-value and group commands; `None` for any other command.
+fn state_command(me: &str, command: &str) -> Option<String> {
+    use wasmgate_guest::{groups, kv};
+    let (verb, rest) = command.split_once(':')?;
+    let json = |items: Vec<String>| serde_json::Value::from(items).to_string();
+    let answer: Result<String, GatewayError> = match verb {
+        "kv-set" => {
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            Ok(result_line(kv::set(key, value.as_bytes())))
+        }
+        "kv-ttl" => {
+            let (ms, entry) = rest.split_once(':').unwrap_or(("0", rest));
+            let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+            let ttl = std::time::Duration::from_millis(ms.parse().unwrap_or(0));
+            Ok(result_line(kv::set_with_ttl(key, value.as_bytes(), ttl)))
+        }
+        "kv-get" => kv::get_string(rest).map(|value| match value {
+            Some(value) => format!("value:{value}"),
+            None => "none".to_owned(),
+        }),
+        "kv-del" => kv::delete(rest).map(|existed| format!("deleted:{existed}")),
+        "kv-keys" => kv::keys(rest).map(json),
+        "kv-incr" => {
+            let (delta, key) = rest.split_once(':').unwrap_or(("1", rest));
+            kv::increment(key, delta.parse().unwrap_or(1)).map(|n| format!("counter:{n}"))
+        }
+        "kv-cas" => {
+            let mut parts = rest.splitn(3, '=');
+            let (key, expected, new) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            let expected = (!expected.is_empty()).then_some(expected.as_bytes());
+            kv::compare_and_swap(key, expected, new.as_bytes())
+                .map(|swapped| format!("swapped:{swapped}"))
+        }
+        "join" => Ok(result_line(groups::join(rest, me))),
+        "leave" => Ok(result_line(groups::leave(rest, me).map(|_| ()))),
+        "join-other" => {
+            let (id, group) = rest.split_once(':').unwrap_or((rest, ""));
+            Ok(result_line(groups::join(group, id)))
+        }
+        "members" => groups::members(rest).map(json),
+        "broadcast" => {
+            let (group, text) = rest.split_once(':').unwrap_or((rest, ""));
+            groups::broadcast_text(group, text, Some(me)).map(|n| format!("delivered:{n}"))
+        }
+        _ => return None,
+    };
+    Some(answer.unwrap_or_else(|error| result_line(Err(error))))
 }
 
 /// `result:<errNo>` for a host call, 0 on success.

@@ -1,0 +1,103 @@
+//! The anonymous chat room. Connect to `/ws/chat?room=<name>` (default room
+//! `lobby`; names are 1 to 64 letters, digits, `-` or `_`) — or open
+//! `/demo/chat` in a browser.
+//!
+//! - **register** joins the connection to the group `room:<name>`, tells the
+//!   others in the room `<nick> joined #<name>` and greets the newcomer with
+//!   `you are <nick> in #<name> (<n> others here)`. A bad room name is
+//!   refused with errNo 4001.
+//! - **transfer** sends the message, as it came (text as text, binary as
+//!   binary), to everyone else in the sender's rooms; the sender gets no copy.
+//! - **cleanup** tells the rooms the connection was in `<nick> left`.
+//!
+//! Nicknames are derived from the connection id, so nothing is stored: the
+//! gateway's groups are the whole state. Build it with
+//! `cargo xtask build-plugins` (writes `plugins/chat/handler.wasm`).
+
+use wasmgate_guest::{
+    groups, Closing, Connecting, Context, DataSend, Handler, HandlerError, Registration,
+};
+
+struct Chat;
+
+/// The group of a room.
+fn room_group(room: &str) -> String {
+    format!("room:{room}")
+}
+
+/// A short anonymous name for a connection.
+fn nickname(connection_id: &str) -> String {
+    let tag: String = connection_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(6)
+        .collect();
+    format!("anon-{tag}")
+}
+
+fn valid_room(room: &str) -> bool {
+    (1..=64).contains(&room.len())
+        && room
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Handler for Chat {
+    fn register(ctx: &Context, event: Connecting) -> Result<Registration, HandlerError> {
+        let room = event.query("room").unwrap_or("lobby");
+        if !valid_room(room) {
+            return Ok(Registration::refuse(
+                4001,
+                "room names are 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        let me = ctx.connection_id.as_str();
+        let group = room_group(room);
+        let nick = nickname(me);
+        groups::join(&group, me)?;
+        let others = groups::broadcast_text(&group, &format!("{nick} joined #{room}"), Some(me))?;
+        wasmgate_guest::push_text(
+            me,
+            &format!("you are {nick} in #{room} ({others} others here)"),
+        )?;
+        Ok(match event.protocols().next() {
+            Some(protocol) => Registration::accept_protocol(protocol),
+            None => Registration::accept(),
+        })
+    }
+
+    fn transfer(ctx: &Context, event: DataSend) -> Result<(), HandlerError> {
+        let me = ctx.connection_id.as_str();
+        let message = event.into_payload()?;
+        for group in groups::groups_of(me)? {
+            groups::broadcast(&group, message.clone(), Some(me))?;
+        }
+        Ok(())
+    }
+
+    fn cleanup(ctx: &Context, _event: Closing) -> Result<(), HandlerError> {
+        let me = ctx.connection_id.as_str();
+        let line = format!("{} left", nickname(me));
+        for group in groups::groups_of(me)? {
+            groups::broadcast_text(&group, &line, None)?;
+        }
+        Ok(())
+    }
+}
+
+wasmgate_guest::handler!(Chat);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_and_nicknames() {
+        assert!(valid_room("lobby"));
+        assert!(valid_room("team-7_b"));
+        assert!(!valid_room(""));
+        assert!(!valid_room("a b"));
+        assert!(!valid_room(&"x".repeat(65)));
+        assert_eq!(nickname("q8+3vE/jRWeJq83v=="), "anon-q83vEj");
+    }
+}
