@@ -2,6 +2,8 @@
 //! wasm handlers built from source, and drives it with real WebSocket and HTTP
 //! clients.
 
+/// The chat demo page in a real browser (Chromium driven by playwright-core).
+mod browser;
 /// Echo of text and binary through the example `echo` service.
 mod echo;
 /// Hostile handlers and hostile clients: each fails only itself.

@@ -282,8 +282,15 @@ pub fn app(gateway: Gateway) -> axum::Router {
         .route("/push/{service}", get(list_connections).post(push))
         .route("/push/{service}/{*id}", get(connection_info))
         .route("/admin/services", get(admin_services))
+        .route("/demo/chat", get(demo_chat))
         .layer(DefaultBodyLimit::disable())
         .with_state(gateway)
+}
+
+/// The browser page of the chat example (the `chat` service), plain HTML
+/// and JavaScript.
+async fn demo_chat() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("demo/chat.html"))
 }
 
 async fn healthz(State(gateway): State<Gateway>) -> Json<serde_json::Value> {
