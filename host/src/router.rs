@@ -618,6 +618,31 @@ mod tests {
         assert_eq!(router.members("other", "room").unwrap().len(), 1);
     }
 
+    #[tokio::test]
+    async fn a_broadcast_shares_one_buffer_between_all_members() {
+        let router = Router::default();
+        let svc: Arc<str> = "svc".into();
+        let mut members: Vec<_> = (0..100)
+            .map(|_| router.reserve(&svc, ip(), 4, 1000).unwrap())
+            .collect();
+        for member in &members {
+            router.join("svc", "all", &member.connection.id).unwrap();
+        }
+        let payload = Bytes::from(vec![7u8; 64 << 10]);
+        let address = payload.as_ptr();
+        let sent = router
+            .broadcast("svc", "all", Outbound::Binary(payload), None)
+            .unwrap();
+        assert_eq!(sent, 100);
+        for member in &mut members {
+            match member.outbound.recv().await {
+                // The same bytes, not a copy.
+                Some(Outbound::Binary(bytes)) => assert_eq!(bytes.as_ptr(), address),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn a_connection_has_at_most_so_many_groups() {
         let router = Router::default();

@@ -528,6 +528,7 @@ impl groups_wit::Host for EventState {
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
+    ticker: Arc<EpochTicker>,
     linker: Arc<Linker<EventState>>,
 }
 
@@ -565,10 +566,11 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
 
-        spawn_epoch_ticker(&engine);
+        let ticker = EpochTicker::spawn(&engine);
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            ticker,
         })
     }
 
@@ -626,6 +628,8 @@ impl Runtime {
 
     /// Runs one event through a handler in a fresh store.
     pub(crate) async fn call(&self, module: &HandlerModule, spec: CallSpec) -> CallOutcome {
+        // The epoch advances only while some call runs.
+        let _ticking = self.ticker.hold();
         let stdout = Capture::default();
         let stderr = Capture::default();
         let env: Vec<(&String, &String)> = spec.env.iter().collect();
@@ -744,16 +748,66 @@ fn classify(
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] from one thread that holds
 /// only a weak handle, so it ends when the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wasmgate-epoch".into())
-        .spawn(move || loop {
-            std::thread::sleep(EPOCH_TICK);
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => break,
+/// The thread that advances the engine's epoch every [`EPOCH_TICK`] while
+/// at least one call runs, and sleeps (parked, no wake-ups) while none does,
+/// so an idle or push-only gateway does not pay for 4,000 wake-ups a second.
+struct EpochTicker {
+    /// Calls running now.
+    active: std::sync::atomic::AtomicUsize,
+    /// The ticker thread, to unpark when the first call starts.
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+/// Keeps the ticker running while alive (one per running call).
+struct Ticking<'a>(&'a EpochTicker);
+
+impl Drop for Ticking<'_> {
+    fn drop(&mut self) {
+        self.0
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl EpochTicker {
+    fn spawn(engine: &Engine) -> Arc<Self> {
+        use std::sync::atomic::Ordering;
+        let ticker = Arc::new(Self {
+            active: std::sync::atomic::AtomicUsize::new(0),
+            thread: std::sync::OnceLock::new(),
+        });
+        let weak = engine.weak();
+        let state = Arc::downgrade(&ticker);
+        let thread = std::thread::Builder::new()
+            .name("wasmgate-epoch".into())
+            .spawn(move || loop {
+                let Some(ticker) = state.upgrade() else { break };
+                let idle = ticker.active.load(Ordering::Acquire) == 0;
+                drop(ticker);
+                if idle {
+                    // `hold` unparks; a wake-up that came first is not lost.
+                    std::thread::park_timeout(Duration::from_secs(1));
+                    continue;
+                }
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            })
+            .expect("spawn epoch ticker thread");
+        let _ = ticker.thread.set(thread.thread().clone());
+        ticker
+    }
+
+    /// Marks a call as running until the guard is dropped.
+    fn hold(&self) -> Ticking<'_> {
+        use std::sync::atomic::Ordering;
+        if self.active.fetch_add(1, Ordering::AcqRel) == 0 {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
             }
-        })
-        .expect("spawn epoch ticker thread");
+        }
+        Ticking(self)
+    }
 }
