@@ -150,6 +150,7 @@ impl Gateway {
                 router: self.inner.router.clone(),
                 max_message_bytes: config.max_message_bytes,
             },
+            instance_reuse: config.instance_reuse,
         };
         let outcome = self.inner.runtime.call(&handler.module, spec).await;
         for line in &outcome.output {

@@ -51,6 +51,7 @@ pub async fn invoke(file: &Path, event: &str, service: &str) -> anyhow::Result<C
         memory_limit_bytes: defaults.memory_limit_bytes,
         env: defaults.env,
         routing: Routing::Record,
+        instance_reuse: 0,
     };
     Ok(runtime.call(&module, spec).await)
 }

@@ -29,6 +29,7 @@ mod core_module;
 mod gateway;
 mod invoke;
 mod protocol;
+mod reuse;
 mod router;
 mod runtime;
 mod services;
