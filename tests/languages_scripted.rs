@@ -50,18 +50,21 @@ async fn start_from_cache(service: &str, handler: &str) -> TestGateway {
 
 #[tokio::test]
 async fn the_python_component_echoes_and_loads_from_the_cache() {
+    let _large = using_large_handlers().await;
     let gateway = start_from_cache("echo-python", "echo-python").await;
     echoes_everything(&gateway, "echo-python").await;
 }
 
 #[tokio::test]
 async fn the_javascript_component_echoes_and_loads_from_the_cache() {
+    let _large = using_large_handlers().await;
     let gateway = start_from_cache("echo-js", "echo-js").await;
     echoes_everything(&gateway, "echo-js").await;
 }
 
 #[tokio::test]
 async fn the_seed_style_python_handler_answers_the_sub_protocol_and_echoes() {
+    let _large = using_large_handlers().await;
     let gateway = TestGateway::start(&[ServiceSpec::new("seed").handler("seed-python")]).await;
     let mut request = gateway.ws_url("/ws/seed").into_client_request().unwrap();
     request
@@ -144,6 +147,7 @@ async fn a_trap_retires_the_reused_instance() {
 
 #[tokio::test]
 async fn the_python_component_echoes_with_instance_reuse() {
+    let _large = using_large_handlers().await;
     let gateway = TestGateway::start(&[ServiceSpec::new("echo-python")
         .handler("echo-python")
         .toml("instance_reuse = 50")])
@@ -154,6 +158,7 @@ async fn the_python_component_echoes_with_instance_reuse() {
 
 #[tokio::test]
 async fn the_javascript_component_echoes_with_instance_reuse() {
+    let _large = using_large_handlers().await;
     let gateway = TestGateway::start(&[ServiceSpec::new("echo-js")
         .handler("echo-js")
         .toml("instance_reuse = 50")])
