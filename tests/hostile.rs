@@ -71,6 +71,7 @@ async fn an_answer_that_is_not_utf8_fails_only_its_call() {
 
 #[tokio::test]
 async fn a_million_pushes_in_one_call_are_bounded_by_the_queue() {
+    let _measuring = measuring_memory().await;
     let gateway =
         TestGateway::start(&[hostile("outbound_queue = 64\ntimeout_ms = 20000"), calm()]).await;
     let before = rss_bytes();
@@ -250,6 +251,7 @@ fn rss_bytes() -> u64 {
 
 #[tokio::test]
 async fn connect_close_storms_and_ping_floods_leave_memory_bounded() {
+    let _measuring = measuring_memory().await;
     let gateway = TestGateway::start(&[calm()]).await;
     // Warm up allocator pools before measuring.
     for _ in 0..200 {

@@ -10,6 +10,9 @@ mod echo;
 mod hostile;
 /// Handlers in other forms than a Rust component: hand-written core modules.
 mod languages;
+/// Handlers in Python and JavaScript components: echo, the seed-style
+/// `main_handler` port, the compile cache and opt-in instance reuse.
+mod languages_scripted;
 /// The connection lifecycle: register, transfer order, cleanup for every ending.
 mod lifecycle;
 /// Reverse push: routing, authorisation, every malformed request.

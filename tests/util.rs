@@ -14,6 +14,21 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// Tests that measure the process's resident memory hold this exclusively;
+/// tests with large handlers (Python, JavaScript: tens of MiB per compile and
+/// instance) hold it shared, so they never run during a measurement.
+static MEMORY_MEASUREMENT: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Held by a test that measures resident memory: no large handler runs meanwhile.
+pub async fn measuring_memory() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    MEMORY_MEASUREMENT.write().await
+}
+
+/// Held by a test that loads large handlers: no memory measurement runs meanwhile.
+pub async fn using_large_handlers() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    MEMORY_MEASUREMENT.read().await
+}
+
 /// A WebSocket client connection.
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

@@ -109,7 +109,13 @@ pub struct ServiceConfig {
     /// The only environment variables a handler sees. Shared, because every
     /// handler call hands it to its WASI context.
     pub env: Arc<BTreeMap<String, String>>,
+    /// Events one handler instance may serve before it is replaced; 0 (the
+    /// default) gives every event a fresh instance.
+    pub instance_reuse: u32,
 }
+
+/// Largest `instance_reuse` a service may set.
+pub const MAX_INSTANCE_REUSE: u32 = 1_000_000;
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -124,6 +130,7 @@ impl Default for ServiceConfig {
             outbound_queue: 1024,
             kv_max_keys: 100_000,
             env: Arc::default(),
+            instance_reuse: 0,
         }
     }
 }
@@ -141,6 +148,7 @@ struct RawServiceConfig {
     outbound_queue: Option<usize>,
     kv_max_keys: Option<u64>,
     env: Option<BTreeMap<String, String>>,
+    instance_reuse: Option<u32>,
 }
 
 impl ServiceConfig {
@@ -259,6 +267,15 @@ impl ServiceConfig {
         if let Some(env) = raw.env {
             config.env = Arc::new(env);
         }
+        if let Some(n) = raw.instance_reuse {
+            if n > MAX_INSTANCE_REUSE {
+                return Err(invalid(
+                    "instance_reuse",
+                    format!("must be between 0 (off) and {MAX_INSTANCE_REUSE}"),
+                ));
+            }
+            config.instance_reuse = n;
+        }
         Ok(config)
     }
 }
@@ -273,6 +290,15 @@ mod tests {
             Path::new("svc/service.toml"),
             &GatewayConfig::new("p"),
         )
+    }
+
+    #[test]
+    fn instance_reuse_is_off_by_default_and_bounded() {
+        assert_eq!(parse("").unwrap().instance_reuse, 0);
+        assert_eq!(parse("instance_reuse = 0").unwrap().instance_reuse, 0);
+        let message = parse("instance_reuse = 2000000").unwrap_err().to_string();
+        assert!(message.contains("instance_reuse"), "{message}");
+        assert!(parse("instance_reuse = -1").is_err());
     }
 
     #[test]
@@ -293,6 +319,7 @@ mod tests {
             max_message_bytes = 1024
             outbound_queue = 8
             env = { GREETING = "hi" }
+            instance_reuse = 100
             "#,
         )
         .unwrap();
@@ -305,6 +332,7 @@ mod tests {
         assert_eq!(config.max_message_bytes, 1024);
         assert_eq!(config.outbound_queue, 8);
         assert_eq!(config.env["GREETING"], "hi");
+        assert_eq!(config.instance_reuse, 100);
     }
 
     #[test]

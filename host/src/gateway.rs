@@ -170,6 +170,7 @@ impl Gateway {
                 kv_max_keys: config.kv_max_keys,
                 departed_groups,
             },
+            instance_reuse: config.instance_reuse,
         };
         let outcome = self.inner.runtime.call(&handler.module, spec).await;
         for line in &outcome.output {

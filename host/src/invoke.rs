@@ -57,6 +57,7 @@ pub async fn invoke(file: &Path, event: &str, service: &str) -> anyhow::Result<C
             kv_max_keys: defaults.kv_max_keys,
             departed_groups: (role == Role::Cleanup).then(Vec::new),
         },
+        instance_reuse: 0,
     };
     Ok(runtime.call(&module, spec).await)
 }

@@ -8,6 +8,8 @@
 //!   requests and the `errNo` table.
 //! - `runtime`: the wasmtime engine, pooling allocator, epoch ticker, the
 //!   `wasmgate:gateway` world's host calls, and one fresh store per event.
+//! - `reuse`: opt-in instance reuse (`instance_reuse`): pools of idle
+//!   instances, one per loaded handler.
 //! - `cache`: the on-disk cache of compiled handlers, keyed by content hash.
 //! - `capture`: bounded capture of a handler's stdout, stderr and log lines.
 //! - `core_module`: wraps plain core modules into handler components.
@@ -30,6 +32,7 @@ mod gateway;
 mod invoke;
 pub mod kv;
 mod protocol;
+mod reuse;
 mod router;
 mod runtime;
 mod services;

@@ -1,6 +1,8 @@
 //! The wasm runtime: one [`Runtime`] (engine, linker, epoch ticker) for the
 //! whole gateway, one [`HandlerModule`] (a prepared `InstancePre`) per loaded
-//! handler file, and a fresh `Store` for every event.
+//! handler file, and a fresh `Store` for every event — or, for a service that
+//! opts into `instance_reuse`, a store and instance kept from an earlier event
+//! of the same loaded handler (see [`crate::reuse`]).
 //!
 //! A call is bounded three ways: memory by a per-call resource limiter below the
 //! pool's slot size, CPU by epoch interruption (the ticker advances the epoch
@@ -24,6 +26,7 @@ use crate::capture::{Capture, LogLevel, OutputLine, OutputSource};
 use crate::config::GatewayConfig;
 use crate::kv::KvStore;
 use crate::protocol::{ApiError, Payload, PushRequest};
+use crate::reuse::{IdleBudget, InstancePool, Reusable, ReuseKey};
 use crate::router::{Outbound, Router};
 
 mod bindings {
@@ -146,6 +149,9 @@ pub enum CallError {
 #[derive(Clone)]
 pub struct HandlerModule {
     pre: HandlerPre<EventState>,
+    /// Idle instances of this loaded handler, for services with
+    /// `instance_reuse`; a new load (hot reload) starts an empty pool.
+    pool: Arc<InstancePool<Live>>,
 }
 
 impl std::fmt::Debug for HandlerModule {
@@ -179,6 +185,9 @@ pub(crate) struct CallSpec {
     pub memory_limit_bytes: usize,
     pub env: Arc<BTreeMap<String, String>>,
     pub routing: Routing,
+    /// Events one instance may serve (`instance_reuse`); 0 = a fresh
+    /// instance per event.
+    pub instance_reuse: u32,
     pub state: StateAccess,
 }
 
@@ -530,6 +539,7 @@ pub struct Runtime {
     engine: Engine,
     ticker: Arc<EpochTicker>,
     linker: Arc<Linker<EventState>>,
+    idle: IdleBudget,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -542,13 +552,17 @@ impl Runtime {
     /// Builds the engine (pooling allocator sized from `config`, epoch
     /// interruption) and the linker, and starts the epoch ticker.
     pub fn new(config: &GatewayConfig) -> wasmtime::Result<Self> {
-        let slots = config.max_concurrency.max(1);
+        // Instances idling for reuse keep their slots: reserve extra ones
+        // for them, so running calls always find a slot.
+        let idle_reserve = config.max_concurrency.div_ceil(4).max(1);
+        let running = config.max_concurrency.max(1);
+        let slots = running + idle_reserve;
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_core_instances(slots * 16)
             .total_memories(slots * 2)
             .total_tables(slots * 8)
-            .total_stacks(slots)
+            .total_stacks(running)
             .max_core_instances_per_component(64)
             .max_memories_per_component(8)
             .max_tables_per_component(32)
@@ -571,6 +585,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             ticker,
+            idle: IdleBudget::new(idle_reserve as usize),
         })
     }
 
@@ -623,13 +638,14 @@ impl Runtime {
             .instantiate_pre(component)
             .map_err(LoadError::Link)?;
         let pre = HandlerPre::new(instance_pre).map_err(LoadError::Link)?;
-        Ok(HandlerModule { pre })
+        Ok(HandlerModule {
+            pre,
+            pool: Arc::default(),
+        })
     }
 
-    /// Runs one event through a handler in a fresh store.
-    pub(crate) async fn call(&self, module: &HandlerModule, spec: CallSpec) -> CallOutcome {
-        // The epoch advances only while some call runs.
-        let _ticking = self.ticker.hold();
+    /// A new store for `spec`'s service, without an instance yet.
+    fn new_live(&self, spec: &CallSpec) -> Live {
         let stdout = Capture::default();
         let stderr = Capture::default();
         let env: Vec<(&String, &String)> = spec.env.iter().collect();
@@ -647,38 +663,46 @@ impl Runtime {
             },
             service: spec.service.clone(),
             connection_id: spec.connection_id.clone(),
-            routing: spec.routing,
-            state: spec.state,
+            routing: Routing::Record,
+            state: spec.state.clone(),
             output: Vec::new(),
             logged_bytes: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        Live {
+            store,
+            instance: None,
+            stdout,
+            stderr,
+            key: LiveKey {
+                env: spec.env.clone(),
+                memory_limit_bytes: spec.memory_limit_bytes,
+            },
+        }
+    }
+
+    /// Runs one event through a handler: in a fresh store, or, when the
+    /// service reuses instances, in an idle one of this handler if there is.
+    pub(crate) async fn call(&self, module: &HandlerModule, spec: CallSpec) -> CallOutcome {
+        // The epoch advances only while some call runs.
+        let _ticking = self.ticker.hold();
+        let reuse = spec.instance_reuse;
+        let key = LiveKey {
+            env: spec.env.clone(),
+            memory_limit_bytes: spec.memory_limit_bytes,
+        };
+        let taken = if reuse > 0 {
+            module.pool.take(&key, reuse)
+        } else {
+            None
+        };
+        let (mut live, uses) = match taken {
+            Some(reusable) => (reusable.live, reusable.uses),
+            None => (self.new_live(&spec), 0),
+        };
         let started = Instant::now();
-        let deadline = started + spec.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            let now = Instant::now();
-            if now >= deadline {
-                Err(Trap::Interrupt.into())
-            } else if now < started + NICE_AFTER {
-                // tokio's own yield puts this task behind every other ready
-                // task; a plain self-wake could run it again at once and let
-                // a spinning guest starve other services' events.
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
-            } else {
-                // A call past NICE_AFTER is CPU-bound: it keeps running, but
-                // at a tenth of a core, so it cannot crowd out short events
-                // of other services (or of its own) on a small machine.
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::time::sleep(EPOCH_TICK * NICE_SLEEP_TICKS)),
-                ))
-            }
-        });
+        begin_event(&mut live.store, &spec, started);
         let deadline_ms = SystemTime::now()
             .checked_add(spec.timeout)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -691,14 +715,20 @@ impl Runtime {
             deadline_ms,
         };
 
+        let store = &mut live.store;
+        let slot = &mut live.instance;
         let run = async {
-            let instance = module
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| (true, e))?;
+            if slot.is_none() {
+                let instance = module
+                    .pre
+                    .instantiate_async(&mut *store)
+                    .await
+                    .map_err(|e| (true, e))?;
+                *slot = Some(instance);
+            }
+            let instance = slot.as_ref().expect("instantiated above");
             instance
-                .call_handle(&mut store, &context, &spec.event)
+                .call_handle(&mut *store, &context, &spec.event)
                 .await
                 .map_err(|e| (false, e))
         };
@@ -714,18 +744,91 @@ impl Runtime {
             Ok(Ok(Err(message))) => Err(CallError::Handler(message)),
             Ok(Err((instantiating, error))) => Err(classify(
                 error,
-                store.data().limiter.hit,
+                live.store.data().limiter.hit,
                 spec.memory_limit_bytes,
                 spec.timeout,
                 instantiating,
             )),
         };
-        let state = store.into_data();
-        let mut output = state.output;
-        stdout.take_lines(OutputSource::Stdout, &mut output);
-        stderr.take_lines(OutputSource::Stderr, &mut output);
+        let mut output = std::mem::take(&mut live.store.data_mut().output);
+        live.stdout.take_lines(OutputSource::Stdout, &mut output);
+        live.stderr.take_lines(OutputSource::Stderr, &mut output);
+        // Only an instance whose call succeeded serves again; any failure
+        // retires it with its store.
+        if reuse > 0 && result.is_ok() {
+            module.pool.put(
+                Reusable {
+                    live,
+                    uses: uses + 1,
+                },
+                reuse,
+                &self.idle,
+            );
+        }
         CallOutcome { result, output }
     }
+}
+
+/// A store with its instance (once instantiated) and output captures: what
+/// instance reuse keeps between events.
+pub(crate) struct Live {
+    store: Store<EventState>,
+    instance: Option<bindings::Handler>,
+    stdout: Capture,
+    stderr: Capture,
+    key: LiveKey,
+}
+
+/// The per-store settings a reused instance must share with the event.
+pub(crate) struct LiveKey {
+    env: Arc<BTreeMap<String, String>>,
+    memory_limit_bytes: usize,
+}
+
+impl ReuseKey for Live {
+    type Key = LiveKey;
+
+    fn fits(&self, key: &LiveKey) -> bool {
+        Arc::ptr_eq(&self.key.env, &key.env)
+            && self.key.memory_limit_bytes == key.memory_limit_bytes
+    }
+}
+
+/// Sets up a store, new or reused, for one event: fresh routing, empty
+/// output, a cleared memory-limit flag and a new deadline.
+fn begin_event(store: &mut Store<EventState>, spec: &CallSpec, started: Instant) {
+    let state = store.data_mut();
+    state.routing = spec.routing.clone();
+    state.connection_id = spec.connection_id.clone();
+    state.state = spec.state.clone();
+    state.output.clear();
+    state.logged_bytes = 0;
+    state.limiter.memory_limit = spec.memory_limit_bytes;
+    state.limiter.hit = false;
+    let deadline = started + spec.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        let now = Instant::now();
+        if now >= deadline {
+            Err(Trap::Interrupt.into())
+        } else if now < started + NICE_AFTER {
+            // tokio's own yield puts this task behind every other ready
+            // task; a plain self-wake could run it again at once and let
+            // a spinning guest starve other services' events.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        } else {
+            // A call past NICE_AFTER is CPU-bound: it keeps running, but
+            // at a tenth of a core, so it cannot crowd out short events
+            // of other services (or of its own) on a small machine.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::time::sleep(EPOCH_TICK * NICE_SLEEP_TICKS)),
+            ))
+        }
+    });
 }
 
 /// Turns a wasmtime error into the reason reported for the call.

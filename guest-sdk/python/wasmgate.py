@@ -1,0 +1,158 @@
+"""Helpers for wasmgate handlers written in Python (built with componentize-py).
+
+A handler is one function in the familiar ``main_handler(event, context)``
+style: ``event`` is the event of PROTOCOL.md as a ``dict``, ``context`` a
+:class:`Context`; it returns the answer as a ``dict`` (or ``None`` for "ok").
+Register it with one line at the end of the handler module::
+
+    import wasmgate
+
+    def main_handler(event, context):
+        ...
+
+    WitWorld = wasmgate.serve(main_handler)
+
+``WitWorld`` is the name componentize-py looks for in the application module.
+For typed access to an event, wrap it: ``wasmgate.Event(event)``. To send to
+or close connections use :func:`push`, :func:`close` or, with a reverse-push
+request built by hand, :func:`route`. Host call failures raise
+:class:`GatewayError` with the same ``errNo``/``errMsg`` as the reverse-push
+endpoint.
+"""
+
+import base64
+import json
+from typing import Any, Callable, Dict, Optional, Union
+
+from componentize_py_types import Err
+from wit_world.imports import host
+from wit_world.imports import types as _types
+
+__all__ = [
+    "Context",
+    "Event",
+    "GatewayError",
+    "close",
+    "log",
+    "push",
+    "route",
+    "serve",
+]
+
+
+class GatewayError(Exception):
+    """A host call failed; ``err_no``/``err_msg`` as the reverse-push endpoint answers."""
+
+    def __init__(self, err_no: int, err_msg: str):
+        super().__init__(f"errNo {err_no}: {err_msg}")
+        self.err_no = err_no
+        self.err_msg = err_msg
+
+
+def _call(function: Callable[..., None], *args: Any) -> None:
+    try:
+        function(*args)
+    except Err as error:
+        raise GatewayError(error.value.err_no, error.value.err_msg) from None
+
+
+def push(connection_id: str, data: Union[str, bytes]) -> None:
+    """Sends ``data`` to a connection: ``str`` as a text frame, ``bytes`` as a binary one."""
+    if isinstance(data, str):
+        payload = _types.Payload_Text(data)
+    else:
+        payload = _types.Payload_Binary(bytes(data))
+    _call(host.push, connection_id, payload)
+
+
+def close(connection_id: str) -> None:
+    """Closes a connection of this service; its cleanup handler then runs."""
+    _call(host.close, connection_id)
+
+
+def route(request: Union[str, Dict[str, Any]]) -> None:
+    """Routes a reverse-push request (its JSON body, as ``str`` or ``dict``)."""
+    if not isinstance(request, str):
+        request = json.dumps(request)
+    _call(host.route, request)
+
+
+_LEVELS = {
+    "trace": _types.LogLevel.TRACE,
+    "debug": _types.LogLevel.DEBUG,
+    "info": _types.LogLevel.INFO,
+    "warn": _types.LogLevel.WARN,
+    "error": _types.LogLevel.ERROR,
+}
+
+
+def log(message: str, level: str = "info") -> None:
+    """Writes a line to the gateway's log (``level``: trace, debug, info, warn, error)."""
+    host.log(_LEVELS[level], message)
+
+
+class Context:
+    """What the gateway tells a handler about the call besides the event."""
+
+    def __init__(self, ctx: "_types.Context"):
+        #: The service (plugin folder name).
+        self.service: str = ctx.service
+        #: ``"register"``, ``"transfer"`` or ``"cleanup"``.
+        self.role: str = ctx.role.name.lower()
+        #: The id the gateway tags this call's log lines with.
+        self.request_id: str = ctx.request_id
+        #: The connection the event is about (``secConnectionID``).
+        self.connection_id: str = ctx.connection_id
+        #: When the call is stopped, in milliseconds since the Unix epoch.
+        self.deadline_ms: int = ctx.deadline_ms
+
+
+class Event:
+    """Typed access to an event ``dict``; the ``dict`` itself is :attr:`raw`."""
+
+    def __init__(self, event: Dict[str, Any]):
+        #: The event as parsed from JSON.
+        self.raw = event
+        websocket = event.get("websocket", {})
+        #: ``"connecting"``, ``"data send"`` or ``"closing"``.
+        self.action: str = websocket.get("action", "")
+        #: The connection (``secConnectionID``).
+        self.connection_id: str = websocket.get("secConnectionID", "")
+        #: ``"text"`` or ``"binary"`` for a data send, else ``None``.
+        self.data_type: Optional[str] = websocket.get("dataType")
+        #: The client's ``Sec-WebSocket-Protocol`` header, when it sent one.
+        self.protocol: Optional[str] = websocket.get("secWebSocketProtocol")
+        #: Why the connection ended (cleanup), when known.
+        self.close_reason: Optional[str] = event.get("closeReason", websocket.get("closeReason"))
+
+    @property
+    def data(self) -> Union[str, bytes, None]:
+        """The message: ``str`` for text, ``bytes`` for binary (Base64 decoded)."""
+        data = self.raw.get("websocket", {}).get("data")
+        if data is not None and self.data_type == "binary":
+            return base64.b64decode(data)
+        return data
+
+
+def serve(main_handler: Callable[[Dict[str, Any], Context], Any]) -> type:
+    """Makes ``main_handler(event, context)`` the handler; returns the class to
+    bind to ``WitWorld``.
+
+    The answer may be a ``dict`` (sent as JSON), a ``str`` (sent as is) or
+    ``None`` (``{"errNo": 0, "errMsg": "ok"}``). An exception fails the call:
+    register refuses the client, transfer closes its connection.
+    """
+
+    class WitWorld:
+        def handle(self, ctx: "_types.Context", event: str) -> str:
+            try:
+                answer = main_handler(json.loads(event), Context(ctx))
+            except Exception as error:  # reported to the gateway as the call's error
+                raise Err(f"{type(error).__name__}: {error}") from None
+            if answer is None:
+                return '{"errNo": 0, "errMsg": "ok"}'
+            if isinstance(answer, str):
+                return answer
+            return json.dumps(answer)
+
+    return WitWorld

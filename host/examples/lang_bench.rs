@@ -1,0 +1,117 @@
+//! Per-language handler benchmark: size and compile time of each echo
+//! handler, and echo round trips per second through a real gateway with a
+//! fresh instance per event and with instance reuse.
+//!
+//! ```text
+//! scripts/bench-languages.sh
+//! cargo run --release -p wasmgate --example lang_bench -- [--messages N] NAME=HANDLER.wasm...
+//! ```
+//!
+//! One client sends N text messages one at a time and waits for each echo,
+//! so the time per message is the whole per-event cost (WebSocket frame in,
+//! transfer call, push, frame out) plus one loopback round trip.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut messages = 2000usize;
+    if args.first().map(String::as_str) == Some("--messages") {
+        messages = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(2000);
+        args.drain(..2);
+    }
+    anyhow::ensure!(
+        !args.is_empty(),
+        "usage: lang_bench [--messages N] NAME=HANDLER.wasm..."
+    );
+    let runtime = wasmgate::Runtime::new(&wasmgate::GatewayConfig::new("."))
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    println!("| handler | size | compile | fresh: msgs/s | fresh: µs/msg | reused: msgs/s | reused: µs/msg |");
+    println!("|---|---|---|---|---|---|---|");
+    for arg in &args {
+        let (name, path) = arg
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("expected NAME=HANDLER.wasm, got {arg}"))?;
+        let bytes = std::fs::read(path)?;
+        let started = Instant::now();
+        runtime.load(&bytes)?;
+        let compile = started.elapsed();
+        let fresh = echo_rate(&bytes, 0, messages).await?;
+        let reused = echo_rate(&bytes, 1000, messages).await?;
+        println!(
+            "| {name} | {:.1} MiB | {:.2} s | {:.0} | {:.0} | {:.0} | {:.0} |",
+            bytes.len() as f64 / (1 << 20) as f64,
+            compile.as_secs_f64(),
+            messages as f64 / fresh.as_secs_f64(),
+            fresh.as_secs_f64() * 1e6 / messages as f64,
+            messages as f64 / reused.as_secs_f64(),
+            reused.as_secs_f64() * 1e6 / messages as f64,
+        );
+    }
+    Ok(())
+}
+
+/// Time for `messages` sequential echoes through a gateway whose one service
+/// runs `bytes` with `instance_reuse = reuse`.
+async fn echo_rate(bytes: &[u8], reuse: u32, messages: usize) -> anyhow::Result<Duration> {
+    let plugins = std::env::temp_dir().join(format!(
+        "wasmgate-lang-bench-{}-{reuse}",
+        std::process::id()
+    ));
+    let service = plugins.join("bench");
+    std::fs::create_dir_all(&service)?;
+    std::fs::write(service.join("handler.wasm"), bytes)?;
+    std::fs::write(
+        service.join("service.toml"),
+        format!("instance_reuse = {reuse}\n"),
+    )?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let config = wasmgate::GatewayConfig {
+        cache_dir: Some(cache_dir()),
+        ..wasmgate::GatewayConfig::new(&plugins)
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(wasmgate::run(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/bench")).await?;
+    // Warm up: the first events of a reused instance pay for instantiation.
+    for _ in 0..20 {
+        ask(&mut client, "warm-up").await?;
+    }
+    let started = Instant::now();
+    for i in 0..messages {
+        let text = format!("message {i}");
+        anyhow::ensure!(ask(&mut client, &text).await? == text, "wrong echo");
+    }
+    let elapsed = started.elapsed();
+    drop(client);
+    let _ = stop.send(());
+    let _ = gateway.await;
+    let _ = std::fs::remove_dir_all(&plugins);
+    Ok(elapsed)
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join("wasmgate-lang-bench-cache")
+}
+
+async fn ask(client: &mut Client, text: &str) -> anyhow::Result<String> {
+    client.send(Message::text(text)).await?;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), client.next()).await? {
+            Some(Ok(Message::Text(reply))) => return Ok(reply.as_str().to_owned()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => anyhow::bail!("connection ended: {other:?}"),
+        }
+    }
+}
