@@ -23,7 +23,13 @@ fn main() {
             packages.push(plugin.package);
         }
     }
-    for path in ["guest-sdk/src", "guest-sdk/Cargo.toml", "wit"] {
+    for path in [
+        "guest-sdk/src",
+        "guest-sdk/Cargo.toml",
+        "guest-sdk/python",
+        "guest-sdk/js",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 

@@ -789,7 +789,7 @@ impl ReuseKey for Live {
     type Key = LiveKey;
 
     fn fits(&self, key: &LiveKey) -> bool {
-        Arc::ptr_eq(&self.key.env, &key.env)
+        (Arc::ptr_eq(&self.key.env, &key.env) || self.key.env == key.env)
             && self.key.memory_limit_bytes == key.memory_limit_bytes
     }
 }

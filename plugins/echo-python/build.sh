@@ -9,7 +9,10 @@ if [ ! -x "$componentize_py" ]; then
     echo "echo-python: the Python toolchain (componentize-py) is missing; run scripts/setup.sh" >&2
     exit 1
 fi
-# Keep Python's byte-code caches out of the source folders.
-export PYTHONPYCACHEPREFIX="$root/target/toolchains/python/pycache"
-"$componentize_py" -d "$root/wit" -w handler componentize \
-    -p . -p "$root/guest-sdk/python" app -o "$output"
+# The handler and the helper module are copied into a folder under target/:
+# componentize-py writes __pycache__/ beside the sources it reads.
+build="$root/target/script-plugins/echo-python"
+rm -rf "$build"
+mkdir -p "$build" "$(dirname "$output")"
+cp ./*.py "$root/guest-sdk/python/wasmgate.py" "$build/"
+"$componentize_py" -d "$root/wit" -w handler componentize -p "$build" app -o "$output"
