@@ -58,3 +58,21 @@ async fn a_core_module_that_does_not_fit_is_rejected_naming_what_is_missing() {
     let mut client = gateway.connect("misfit").await;
     assert_eq!(ask(&mut client, "still echo").await, "still echo");
 }
+
+#[tokio::test]
+async fn the_c_component_echoes() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("echo-c").handler("echo-c")]).await;
+    echoes_everything(&gateway, "echo-c").await;
+}
+
+#[tokio::test]
+async fn the_zig_core_module_is_wrapped_and_echoes() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("echo-zig").handler("echo-zig")]).await;
+    echoes_everything(&gateway, "echo-zig").await;
+}
+
+#[tokio::test]
+async fn the_assemblyscript_core_module_is_wrapped_and_echoes() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("echo-as").handler("echo-as")]).await;
+    echoes_everything(&gateway, "echo-as").await;
+}
