@@ -62,6 +62,12 @@ const host = struct {
     extern "wasmgate:gateway/host@0.1.0" fn log(level: i32, text: [*]const u8, text_len: usize) void;
 };
 
+/// The pointer of a slice for the host: an empty slice's pointer may lie
+/// outside memory, which the canonical ABI refuses even for length 0.
+fn ptr(slice: []const u8) [*]const u8 {
+    return if (slice.len == 0) "".ptr else slice.ptr;
+}
+
 fn check(result: HostResult) GatewayError!void {
     if (result.is_err == 0) return;
     last_error = .{ .err_no = result.err_no, .err_msg = result.msg_ptr[0..result.msg_len] };
@@ -72,27 +78,27 @@ fn check(result: HostResult) GatewayError!void {
 /// connection of this service.
 pub fn push(connection_id: []const u8, binary: bool, data: []const u8) GatewayError!void {
     var result: HostResult = undefined;
-    host.push(connection_id.ptr, connection_id.len, @intFromBool(binary), data.ptr, data.len, &result);
+    host.push(ptr(connection_id), connection_id.len, @intFromBool(binary), ptr(data), data.len, &result);
     return check(result);
 }
 
 /// Closes a connection of this service; its cleanup then runs.
 pub fn close(connection_id: []const u8) GatewayError!void {
     var result: HostResult = undefined;
-    host.close(connection_id.ptr, connection_id.len, &result);
+    host.close(ptr(connection_id), connection_id.len, &result);
     return check(result);
 }
 
 /// Routes a reverse-push request given as JSON, like `POST /push/<service>`.
 pub fn route(request_json: []const u8) GatewayError!void {
     var result: HostResult = undefined;
-    host.route(request_json.ptr, request_json.len, &result);
+    host.route(ptr(request_json), request_json.len, &result);
     return check(result);
 }
 
 /// Writes a line to the gateway's log, tagged with the call.
 pub fn log(level: LogLevel, message: []const u8) void {
-    host.log(@intFromEnum(level), message.ptr, message.len);
+    host.log(@intFromEnum(level), ptr(message), message.len);
 }
 
 var answer_json: ?[]const u8 = null;

@@ -13,7 +13,7 @@ if ! command -v "$clang" >/dev/null || [[ ! -f /usr/lib/wasm32-wasi/libc.a ]] ||
     exit 1
 fi
 
-work="$(dirname "$output")/echo-c.build"
+work="$root/target/plugin-build/echo-c"
 mkdir -p "$work"
 # -fuse-ld: clang-14 looks for wasm-ld, which Debian ships as wasm-ld-14.
 "$clang" --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -fuse-ld=lld \
