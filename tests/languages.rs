@@ -58,3 +58,48 @@ async fn a_core_module_that_does_not_fit_is_rejected_naming_what_is_missing() {
     let mut client = gateway.connect("misfit").await;
     assert_eq!(ask(&mut client, "still echo").await, "still echo");
 }
+
+#[tokio::test]
+async fn the_c_component_echoes() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("echo-c").handler("echo-c")]).await;
+    echoes_everything(&gateway, "echo-c").await;
+}
+
+#[tokio::test]
+async fn the_zig_core_module_is_wrapped_and_echoes() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("echo-zig").handler("echo-zig")]).await;
+    echoes_everything(&gateway, "echo-zig").await;
+}
+
+#[tokio::test]
+async fn the_assemblyscript_core_module_is_wrapped_and_echoes() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("echo-as").handler("echo-as")]).await;
+    echoes_everything(&gateway, "echo-as").await;
+}
+
+/// Text that the event JSON carries with escapes (quotes, backslashes,
+/// control characters) comes back unchanged from the helpers' JSON readers.
+#[tokio::test]
+async fn the_compiled_language_helpers_decode_json_escapes() {
+    let services = ["echo-c", "echo-zig", "echo-as"];
+    let specs: Vec<ServiceSpec> = services
+        .iter()
+        .map(|name| ServiceSpec::new(name).handler(name))
+        .collect();
+    let gateway = TestGateway::start(&specs).await;
+    let text = "say \"hi\" \\ back\\slash\n\ttab \u{1}\u{1f} ctrl / 😀 ünï";
+    for service in services {
+        let mut client = gateway.connect(service).await;
+        assert_eq!(ask(&mut client, text).await, text, "{service}");
+        assert_eq!(ask(&mut client, "").await, "", "{service}: empty text");
+        client
+            .send(Message::binary(Vec::<u8>::new()))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_message(&mut client).await,
+            Message::binary(Vec::<u8>::new()),
+            "{service}: empty binary"
+        );
+    }
+}

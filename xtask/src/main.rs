@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask build-plugins        # plugins/*/       -> plugins/<dir>/handler.wasm
 //! cargo xtask build-test-plugins   # tests/plugins/*/ -> tests/plugins/<dir>/handler.wasm
+//! cargo run -p xtask --features componentize -- componentize CORE.wasm OUT.wasm
 //! ```
 //!
 //! Both build for `wasm32-wasip2` with the `wasm` profile, in the separate target
@@ -20,6 +21,9 @@ usage: cargo xtask <task>
 tasks:
   build-plugins        build plugins/*/ for wasm32-wasip2 into plugins/<dir>/handler.wasm
   build-test-plugins   build tests/plugins/*/ into tests/plugins/<dir>/handler.wasm
+  componentize CORE OUT
+                       wrap the WASI preview-1 core module CORE into a handler
+                       component OUT (needs `--features componentize`)
   help                 print this message";
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn run(args: Vec<String>) -> Result<()> {
     {
         ["build-plugins"] => build(&root.join("plugins"), &target_dir),
         ["build-test-plugins"] => build(&root.join("tests").join("plugins"), &target_dir),
+        ["componentize", core, out] => componentize(&root, Path::new(core), Path::new(out)),
         [] | ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             Ok(())
@@ -62,6 +67,23 @@ fn build(plugins_dir: &Path, target_dir: &Path) -> Result<()> {
         scripted.len()
     );
     Ok(())
+}
+
+#[cfg(feature = "componentize")]
+fn componentize(root: &Path, core: &Path, out: &Path) -> Result<()> {
+    use anyhow::Context as _;
+
+    let module = std::fs::read(core).with_context(|| format!("reading {}", core.display()))?;
+    let component = xtask::componentize(&module, &root.join("wit").join("gateway.wit"))
+        .with_context(|| format!("componentizing {}", core.display()))?;
+    std::fs::write(out, &component).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {} ({} bytes)", out.display(), component.len());
+    Ok(())
+}
+
+#[cfg(not(feature = "componentize"))]
+fn componentize(_root: &Path, _core: &Path, _out: &Path) -> Result<()> {
+    bail!("componentize needs xtask built with `--features componentize`")
 }
 
 /// The workspace root: the parent of this crate's folder.
