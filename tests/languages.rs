@@ -2,25 +2,6 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use wasmgate_tests::*;
 
-/// Text (ASCII, non-ASCII, several KiB) comes back as text and binary as binary.
-async fn echoes_everything(gateway: &TestGateway, service: &str) {
-    let mut client = gateway.connect(service).await;
-    for text in [
-        "hello".to_owned(),
-        "grüße, 世界 🌍".to_owned(),
-        "0123456789abcdef".repeat(512),
-    ] {
-        assert_eq!(ask(&mut client, &text).await, text, "{service}");
-    }
-    let bytes: Vec<u8> = (0..=255u8).cycle().take(6000).collect();
-    client.send(Message::binary(bytes.clone())).await.unwrap();
-    assert_eq!(
-        next_message(&mut client).await,
-        Message::binary(bytes),
-        "{service}"
-    );
-}
-
 #[tokio::test]
 async fn a_hand_written_core_module_is_wrapped_and_echoes() {
     let gateway = TestGateway::start(&[ServiceSpec::new("echo-wat").handler("echo-wat")]).await;

@@ -3,25 +3,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use wasmgate_tests::*;
 
-/// Text (ASCII, non-ASCII, several KiB) comes back as text and binary as binary.
-async fn echoes_everything(gateway: &TestGateway, service: &str) {
-    let mut client = gateway.connect(service).await;
-    for text in [
-        "hello".to_owned(),
-        "grüße, 世界 🌍".to_owned(),
-        "0123456789abcdef".repeat(512),
-    ] {
-        assert_eq!(ask(&mut client, &text).await, text, "{service}");
-    }
-    let bytes: Vec<u8> = (0..=255u8).cycle().take(6000).collect();
-    client.send(Message::binary(bytes.clone())).await.unwrap();
-    assert_eq!(
-        next_message(&mut client).await,
-        Message::binary(bytes),
-        "{service}"
-    );
-}
-
 /// The service's entry in `/admin/services`.
 async fn admin(gateway: &TestGateway, service: &str) -> serde_json::Value {
     let (status, body) = get_json(&gateway.url("/admin/services")).await;

@@ -213,6 +213,26 @@ pub async fn ask(client: &mut Client, text: &str) -> String {
     next_text(client).await
 }
 
+/// Checks an echo service: text (ASCII, non-ASCII, several KiB) comes back
+/// as text and binary as binary.
+pub async fn echoes_everything(gateway: &TestGateway, service: &str) {
+    let mut client = gateway.connect(service).await;
+    for text in [
+        "hello".to_owned(),
+        "grüße, 世界 🌍".to_owned(),
+        "0123456789abcdef".repeat(512),
+    ] {
+        assert_eq!(ask(&mut client, &text).await, text, "{service}");
+    }
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(6000).collect();
+    client.send(Message::binary(bytes.clone())).await.unwrap();
+    assert_eq!(
+        next_message(&mut client).await,
+        Message::binary(bytes),
+        "{service}"
+    );
+}
+
 /// The connection's own id, asked of the probe handler.
 pub async fn connection_id(client: &mut Client) -> String {
     let info: serde_json::Value = serde_json::from_str(&ask(client, "info").await).unwrap();

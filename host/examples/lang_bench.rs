@@ -14,11 +14,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+mod common;
 
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::ask;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -103,15 +101,4 @@ async fn echo_rate(bytes: &[u8], reuse: u32, messages: usize) -> anyhow::Result<
 
 fn cache_dir() -> PathBuf {
     std::env::temp_dir().join("wasmgate-lang-bench-cache")
-}
-
-async fn ask(client: &mut Client, text: &str) -> anyhow::Result<String> {
-    client.send(Message::text(text)).await?;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), client.next()).await? {
-            Some(Ok(Message::Text(reply))) => return Ok(reply.as_str().to_owned()),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => anyhow::bail!("connection ended: {other:?}"),
-        }
-    }
 }

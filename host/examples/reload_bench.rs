@@ -15,11 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+mod common;
 
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use common::{ask, Client};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -149,17 +147,6 @@ async fn echo_loop(
         i += 1;
     }
     0
-}
-
-async fn ask(client: &mut Client, text: &str) -> anyhow::Result<String> {
-    client.send(Message::text(text)).await?;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), client.next()).await? {
-            Some(Ok(Message::Text(reply))) => return Ok(reply.as_str().to_owned()),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => anyhow::bail!("connection ended: {other:?}"),
-        }
-    }
 }
 
 /// The component with a trailing custom section, so its hash differs.

@@ -208,6 +208,18 @@ impl KvStore {
             }))
     }
 
+    /// Whether `key` is present and not expired, without copying its value.
+    pub fn exists(&self, service: &str, key: &str) -> Result<bool, ApiError> {
+        check_key(key)?;
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(ENTRIES).map_err(storage)?;
+        let now = now_ms();
+        Ok(table
+            .get((service, key))
+            .map_err(storage)?
+            .is_some_and(|entry| live(entry.value().0, now)))
+    }
+
     /// Keys of `service` starting with `prefix`, after `cursor`.
     pub fn list_keys(
         &self,
@@ -247,10 +259,7 @@ impl KvStore {
     pub fn count(&self, service: &str) -> Result<u64, ApiError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let counts = txn.open_table(COUNTS).map_err(storage)?;
-        Ok(counts
-            .get(service)
-            .map_err(storage)?
-            .map_or(0, |c| c.value()))
+        count_of(&counts, service)
     }
 
     /// Sets `key`, with an optional time to live; returns once on disk.
@@ -427,16 +436,10 @@ fn apply_one(
                existed: bool|
      -> Result<Result<(), ApiError>, ApiError> {
         if !existed {
-            let mut count = counts
-                .get(service)
-                .map_err(storage)?
-                .map_or(0, |c| c.value());
+            let mut count = count_of(counts, service)?;
             if count >= job.max_keys {
                 sweep_expired(entries, counts, Some(service), now)?;
-                count = counts
-                    .get(service)
-                    .map_err(storage)?
-                    .map_or(0, |c| c.value());
+                count = count_of(counts, service)?;
                 if count >= job.max_keys {
                     return Ok(Err(ApiError::key_quota(job.max_keys)));
                 }
@@ -454,7 +457,11 @@ fn apply_one(
             value,
             expires_at_ms,
         } => {
-            let existed = current(entries, key)?.is_some();
+            // Only whether a row is there; its value is not needed.
+            let existed = entries
+                .get((service, key.as_str()))
+                .map_err(storage)?
+                .is_some();
             put(entries, counts, key, *expires_at_ms, value, existed)?.map(|()| Written::Done)
         }
         WriteOp::Delete { key } => {
@@ -520,12 +527,19 @@ fn apply_one(
     })
 }
 
-fn decrement(counts: &mut Counts<'_>, service: &str, by: u64) -> Result<(), ApiError> {
-    let count = counts
+/// Rows `service` holds, per the count table.
+fn count_of(
+    counts: &impl ReadableTable<&'static str, u64>,
+    service: &str,
+) -> Result<u64, ApiError> {
+    Ok(counts
         .get(service)
         .map_err(storage)?
-        .map_or(0, |c| c.value());
-    let count = count.saturating_sub(by);
+        .map_or(0, |c| c.value()))
+}
+
+fn decrement(counts: &mut Counts<'_>, service: &str, by: u64) -> Result<(), ApiError> {
+    let count = count_of(counts, service)?.saturating_sub(by);
     if count == 0 {
         counts.remove(service).map_err(storage)?;
     } else {
@@ -585,7 +599,10 @@ mod tests {
             .unwrap();
         assert_eq!(kv.get("a", "k").unwrap().as_deref(), Some(&b"1"[..]));
         assert_eq!(kv.get("b", "k").unwrap().as_deref(), Some(&b"2"[..]));
+        assert!(kv.exists("a", "k").unwrap());
+        assert!(!kv.exists("c", "k").unwrap());
         assert!(kv.delete(&a, "k".into()).await.unwrap());
+        assert!(!kv.exists("a", "k").unwrap());
         assert!(!kv.delete(&a, "k".into()).await.unwrap());
         assert_eq!(kv.get("a", "k").unwrap(), None);
         assert_eq!(kv.get("b", "k").unwrap().as_deref(), Some(&b"2"[..]));
@@ -675,8 +692,10 @@ mod tests {
                 .code,
             2403
         );
+        assert!(kv.exists("a", "t").unwrap());
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(kv.get("a", "t").unwrap(), None);
+        assert!(!kv.exists("a", "t").unwrap());
         // The expired row is swept to make room.
         kv.set(&a, 2, "w".into(), vec![], None).await.unwrap();
         assert_eq!(kv.count("a").unwrap(), 2);

@@ -403,7 +403,10 @@ impl kv_wit::Host for EventState {
     }
 
     fn exists(&mut self, key: String) -> Result<bool, wit::GatewayError> {
-        self.get(key).map(|value| value.is_some())
+        self.state
+            .kv
+            .exists(&self.service, &key)
+            .map_err(to_wit_error)
     }
 
     fn list_keys(
