@@ -58,6 +58,7 @@ pub fn install(dir: &std::path::Path, file: &str, bytes: &[u8]) {
 pub struct ServiceSpec {
     name: String,
     files: Vec<(String, PathBuf)>,
+    inline: Vec<(String, Vec<u8>)>,
     toml: Option<String>,
 }
 
@@ -67,6 +68,7 @@ impl ServiceSpec {
         Self {
             name: name.into(),
             files: Vec::new(),
+            inline: Vec::new(),
             toml: None,
         }
     }
@@ -74,6 +76,12 @@ impl ServiceSpec {
     /// Copies the built handler `crate_name` in as `file` (e.g. `handler.wasm`).
     pub fn file(mut self, file: &str, crate_name: &str) -> Self {
         self.files.push((file.into(), wasm(crate_name)));
+        self
+    }
+
+    /// Writes `bytes` (e.g. a module built from WAT in the test) as `file`.
+    pub fn bytes(mut self, file: &str, bytes: Vec<u8>) -> Self {
+        self.inline.push((file.into(), bytes));
         self
     }
 
@@ -109,6 +117,9 @@ impl TestGateway {
             std::fs::create_dir_all(&dir).unwrap();
             for (file, source) in &service.files {
                 std::fs::copy(source, dir.join(file)).unwrap();
+            }
+            for (file, bytes) in &service.inline {
+                std::fs::write(dir.join(file), bytes).unwrap();
             }
             if let Some(toml) = &service.toml {
                 std::fs::write(dir.join("service.toml"), toml).unwrap();

@@ -204,14 +204,26 @@ async fn read_loop(
     mut stream: SplitStream<WebSocket>,
 ) -> Ending {
     let idle_timeout = service.config().idle_timeout;
-    let mut idle_deadline = Instant::now() + idle_timeout;
+    // One timer and one cancellation waiter for the connection's life, not
+    // one per message: a message only moves `last_active`, and the timer,
+    // when it fires early, is pushed back to the real deadline.
+    let mut last_active = Instant::now();
+    let idle = tokio::time::sleep_until(last_active + idle_timeout);
+    tokio::pin!(idle);
+    let closing = connection.closing().cancelled();
+    tokio::pin!(closing);
     loop {
         let message = tokio::select! {
             biased;
-            _ = connection.closing().cancelled() => {
+            _ = &mut closing => {
                 return Ending::from_cause(connection.close_cause().unwrap_or(CloseCause::SERVER));
             }
-            _ = tokio::time::sleep_until(idle_deadline) => {
+            _ = &mut idle => {
+                let deadline = last_active + idle_timeout;
+                if Instant::now() < deadline {
+                    idle.as_mut().reset(deadline);
+                    continue;
+                }
                 return Ending::by_gateway(CloseReason::Idle, 1000, "idle timeout");
             }
             message = stream.next() => message,
@@ -228,14 +240,14 @@ async fn read_loop(
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
                 connection.touch();
-                idle_deadline = Instant::now() + idle_timeout;
+                last_active = Instant::now();
                 continue;
             }
             Some(Ok(Message::Text(text))) => Payload::Text(text.as_str().to_owned()),
             Some(Ok(Message::Binary(bytes))) => Payload::Binary(bytes),
         };
         connection.touch();
-        idle_deadline = Instant::now() + idle_timeout;
+        last_active = Instant::now();
         let result = transfer(gateway, service, connection, &payload).await;
         // A close asked for while the handler ran (by itself, a push that
         // overflowed the queue, or shutdown) names the ending better than

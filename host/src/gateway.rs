@@ -142,12 +142,31 @@ impl Gateway {
         let handler = service.handler(role)?;
         let config = service.config();
         let request_id = uuid::Uuid::new_v4().to_string();
-        let permits = async {
-            let own = service.concurrency.clone().acquire_owned().await.ok()?;
-            let global = self.inner.global_slots.clone().acquire_owned().await.ok()?;
-            Some((own, global))
+        // Free slots are the common case: take them without arming a timer.
+        let ready = service
+            .concurrency
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .and_then(|own| {
+                let global = self.inner.global_slots.clone().try_acquire_owned().ok()?;
+                Some((own, global))
+            });
+        let permits = match ready {
+            Some(permits) => Some(permits),
+            None => {
+                let wait = async {
+                    let own = service.concurrency.clone().acquire_owned().await.ok()?;
+                    let global = self.inner.global_slots.clone().acquire_owned().await.ok()?;
+                    Some((own, global))
+                };
+                tokio::time::timeout(config.timeout, wait)
+                    .await
+                    .ok()
+                    .flatten()
+            }
         };
-        let Ok(Some(_permits)) = tokio::time::timeout(config.timeout, permits).await else {
+        let Some(_permits) = permits else {
             let error = CallError::Busy(config.timeout);
             tracing::warn!(service = %service.name, %role, file = %handler.file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
             return Some(Err(error));

@@ -21,6 +21,7 @@
 //! - `gateway`: shared state, handler dispatch, the HTTP routes and `run`.
 //! - `connection`: one WebSocket connection from upgrade to cleanup.
 //! - `invoke`: run one handler once from the command line.
+//! - [`stages`]: the per-event path split into stages, for benchmarks.
 
 pub mod config;
 
@@ -36,6 +37,7 @@ mod reuse;
 mod router;
 mod runtime;
 mod services;
+pub mod stages;
 mod watcher;
 
 pub use capture::{LogLevel, OutputLine, OutputSource};
