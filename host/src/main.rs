@@ -7,6 +7,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmgate::{GatewayConfig, OutputSource};
 
+/// mimalloc: the per-event path allocates and frees many small buffers
+/// (event JSON, WASI context, store), which glibc's allocator serves
+/// noticeably slower.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

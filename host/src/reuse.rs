@@ -124,6 +124,14 @@ impl<T: ReuseKey> InstancePool<T> {
             });
     }
 
+    /// Whether no instance waits in this pool.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Idle instances in this pool.
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -731,11 +731,8 @@ impl Runtime {
             env: spec.env.clone(),
             memory_limit_bytes: spec.memory_limit_bytes,
         };
-        let taken = if reuse > 0 {
-            module.pool.take(&key, reuse)
-        } else {
-            None
-        };
+        // Without reuse, only a prepared, never-used instance qualifies.
+        let taken = module.pool.take(&key, reuse.max(1));
         let (mut live, uses) = match taken {
             Some(reusable) => (reusable.live, reusable.uses),
             None => (self.new_live(&spec), 0),
@@ -749,7 +746,7 @@ impl Runtime {
         let context = wit::Context {
             service: spec.service.to_string(),
             role: spec.role.to_wit(),
-            request_id: spec.request_id,
+            request_id: spec.request_id.clone(),
             connection_id: spec.connection_id.to_string(),
             deadline_ms,
         };
@@ -803,8 +800,41 @@ impl Runtime {
                 reuse,
                 &self.idle,
             );
+        } else {
+            drop(live);
+        }
+        if reuse == 0 {
+            self.prepare_next(module, &spec).await;
         }
         CallOutcome { result, output }
+    }
+
+    /// Fresh-instance mode: instantiates the instance the handler's next
+    /// event will use, after this event's pushes have been sent, so
+    /// instantiation is off the next event's path. The instance serves
+    /// exactly one event, like any fresh one; at most one waits per loaded
+    /// handler, within the gateway's idle budget. Its start function runs
+    /// under the same deadline and limits as any call, with pushes only
+    /// recorded (and discarded); one that fails is retried, and reported,
+    /// by the next event's own instantiation.
+    async fn prepare_next(&self, module: &HandlerModule, spec: &CallSpec) {
+        if !module.pool.is_empty() {
+            return;
+        }
+        // The connection writers this call's pushes woke run first.
+        tokio::task::yield_now().await;
+        if !module.pool.is_empty() {
+            return;
+        }
+        let mut live = self.new_live(spec);
+        begin_event(&mut live.store, spec, Instant::now());
+        live.store.data_mut().routing = Routing::Record;
+        let outer = spec.timeout + EPOCH_TICK * 10;
+        let instantiate = module.pre.instantiate_async(&mut live.store);
+        if let Ok(Ok(instance)) = tokio::time::timeout(outer, instantiate).await {
+            live.instance = Some(instance);
+            module.pool.put(Reusable { live, uses: 0 }, 1, &self.idle);
+        }
     }
 }
 
