@@ -4,11 +4,17 @@
 # handler, starts wasmgate, the native axum echo server and (if installable)
 # Pushpin with a WebSocket-over-HTTP echo backend, each pinned to core 0 with
 # the load generator on core 1, runs the load modes and prints a table.
-# Everything listens on 127.0.0.1; total run time is a few minutes.
+# Then the fan-out benchmark (one `data broadcast` to FANOUT_CONNECTIONS
+# members, host/examples/fanout_bench.rs) and the criterion benchmarks of the
+# per-event path (scripts/bench-per-event.sh). wasmgate's echo is measured
+# twice in the same run: the default (a fresh instance per event) and a
+# service with `instance_reuse = 1000`.
+# Everything listens on 127.0.0.1; total run time is about ten minutes.
 #
 # Knobs (environment): SECONDS_PER_RUN (5), IDLE_CONNECTIONS (19000),
-# FANOUT_CONNECTIONS (10000), PUSHPIN=1 (off by default: the Pushpin
-# baseline still answers 502 to the upgrade, see BENCHMARKS.md).
+# FANOUT_CONNECTIONS (10000), PUSHPIN=0 (skips the Pushpin baseline, which
+# is on by default and installs the Debian package if `pushpin` is missing),
+# PUSHPIN_IDLE_CONNECTIONS (5000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,10 +28,13 @@ ulimit -n "$(ulimit -Hn)"   # idle mode holds ~19,000 sockets on each side
 
 echo "== building (release)" >&2
 cargo build --release -p wasmgate -p wasmgate-loadgen >&2
-# The Rust echo handler, built directly (what `cargo xtask build-plugins` does
-# for it) so only this checkout is touched.
-cargo build -p echo --target wasm32-wasip2 --profile wasm >&2
+cargo build --release -p wasmgate --example fanout_bench >&2
+cargo bench -p wasmgate --bench per_event --no-run >&2
+# The Rust echo handler and the test probe handler (whose register joins the
+# group named in `?join=`), built directly so only this checkout is touched.
+cargo build -p echo -p probe --target wasm32-wasip2 --profile wasm >&2
 ECHO_WASM=$TARGET/wasm32-wasip2/wasm/echo.wasm
+PROBE_WASM=$TARGET/wasm32-wasip2/wasm/probe.wasm
 LOADGEN=$TARGET/release/loadgen
 
 WORK=$(mktemp -d)
@@ -37,9 +46,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Only the echo service, so nothing else loads.
-mkdir -p "$WORK/plugins/echo"
+# The echo handler as two services (default fresh instances; instance
+# reuse), and the probe handler for the fan-out.
+mkdir -p "$WORK/plugins/echo" "$WORK/plugins/reuse" "$WORK/plugins/fan"
 cp "$ECHO_WASM" "$WORK/plugins/echo/handler.wasm"
+cp "$ECHO_WASM" "$WORK/plugins/reuse/handler.wasm"
+echo "instance_reuse = 1000" >"$WORK/plugins/reuse/service.toml"
+cp "$PROBE_WASM" "$WORK/plugins/fan/handler.wasm"
+echo "outbound_queue = 64" >"$WORK/plugins/fan/service.toml"
 
 wait_port() {
     for _ in $(seq 1 100); do
@@ -84,14 +98,27 @@ echo_runs() {
 # --- wasmgate -----------------------------------------------------------
 echo "== wasmgate" >&2
 taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --plugins "$WORK/plugins" \
-    --no-cache --no-watch >"$WORK/wasmgate.log" 2>&1 &
+    --no-cache --no-watch --memory-state >"$WORK/wasmgate.log" 2>&1 &
 WG_PID=$!; PIDS+=("$WG_PID")
 wait_port $WG_PORT
 echo_runs wg "$WG_PID" $WG_PORT echo
+echo_runs wgr "$WG_PID" $WG_PORT reuse
 lg wg.churn "$WG_PID" $WG_PORT churn --seconds "$RUN_S"
-lg wg.fanout "$WG_PID" $WG_PORT fanout --connections "$FANOUT_N"
 sleep 1
 lg wg.idle "$WG_PID" $WG_PORT idle --connections "$IDLE_N"
+kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
+
+# Fan-out: a fresh gateway, FANOUT_N members of service `fan` in one group,
+# 10 broadcasts by reverse push and 10 by host call, each timed until the
+# last member has it (and the same to a group of one as the baseline).
+echo "== wasmgate fan-out" >&2
+taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --plugins "$WORK/plugins" \
+    --no-cache --no-watch --memory-state >"$WORK/wasmgate-fanout.log" 2>&1 &
+WG_PID=$!; PIDS+=("$WG_PID")
+wait_port $WG_PORT
+taskset -c 1 "$TARGET/release/examples/fanout_bench" --addr "127.0.0.1:$WG_PORT" --service fan \
+    --server-pid "$WG_PID" --members "$FANOUT_N" --rounds 10 >"$WORK/fanout.txt" || true
+cat "$WORK/fanout.txt" >&2
 kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
 
 # --- native ---------------------------------------------------------------
@@ -107,7 +134,7 @@ kill "$NA_PID"; wait "$NA_PID" 2>/dev/null || true
 
 # --- Pushpin ----------------------------------------------------------------
 PP=0
-if [ "${PUSHPIN:-0}" = 1 ]; then
+if [ "${PUSHPIN:-1}" = 1 ]; then
     if ! command -v pushpin >/dev/null; then
         echo "== installing pushpin (Debian package, benchmark only)" >&2
         (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y pushpin) >&2 || true
@@ -116,28 +143,42 @@ if [ "${PUSHPIN:-0}" = 1 ]; then
 fi
 if [ $PP = 1 ]; then
     echo "== pushpin" >&2
-    # A private configuration: own run and log folders, own ports (offset so
-    # the internal ZeroMQ ports do not collide with a system instance), and
-    # one route to the echo backend speaking WebSocket-over-HTTP.
+    # A private configuration: own run and log folders, own ports, and one
+    # route to the echo backend speaking WebSocket-over-HTTP.
+    # - Pushpin reaches the backend through zurl. Debian's internal.conf points
+    #   pushpin-proxy at a system-wide zurl daemon (ipc:///var/run/zurl/...)
+    #   and leaves zurl out of the runner's services; with no such daemon the
+    #   backend request is never sent and the upgrade ends in 502 after 60 s.
+    #   So the runner starts a private zurl, bound in our rundir.
+    # - The connection manager (condure) listens on 127.0.0.1 only, and
+    #   port_offset moves the handler's TCP ports (5560-5563) to 18112-18115.
+    # - log_level=1 (warnings): at 2, zurl logs two lines per message.
+    PPL=/usr/lib/pushpin
     mkdir -p "$WORK/pushpin/run" "$WORK/pushpin/log"
     echo "* 127.0.0.1:$BACKEND_PORT,over_http" >"$WORK/pushpin/routes"
-    sed -e "s|^rundir=.*|rundir=$WORK/pushpin/run|" \
+    sed -e 's|ipc:///var/run/zurl/zurl-|ipc://{rundir}/{ipc_prefix}zurl-|' \
+        "$PPL/internal.conf" >"$WORK/pushpin/internal.conf"
+    sed -e "s|^include=.*|include=$WORK/pushpin/internal.conf|" \
+        -e "s|^rundir=.*|rundir=$WORK/pushpin/run|" \
         -e "s|^logdir=.*|logdir=$WORK/pushpin/log|" \
-        -e "s|^port_offset=.*|port_offset=37|" \
-        -e "s|^http_port=.*|http_port=$PUSHPIN_PORT|" \
+        -e "s|^port_offset=.*|port_offset=12552|" \
+        -e '/^services=/{/zurl/!s/$/,zurl/}' \
+        -e "s|^http_port=.*|http_port=127.0.0.1:$PUSHPIN_PORT|" \
+        -e "s|^log_level=.*|log_level=1|" \
         -e "s|^routesfile=.*|routesfile=$WORK/pushpin/routes|" \
         /etc/pushpin/pushpin.conf >"$WORK/pushpin/pushpin.conf"
-    sed -i "s|^include={libdir}/internal.conf|include=/usr/lib/pushpin/internal.conf|" "$WORK/pushpin/pushpin.conf"
     taskset -c 0 python3 "$ROOT/bench/pushpin/ws_over_http_echo.py" $BACKEND_PORT 2>"$WORK/backend.log" &
     BE_PID=$!; PIDS+=("$BE_PID")
     taskset -c 0 pushpin --config "$WORK/pushpin/pushpin.conf" -m >"$WORK/pushpin.log" 2>&1 &
     PP_PID=$!; PIDS+=("$PP_PID")
     if wait_port $PUSHPIN_PORT && wait_port $BACKEND_PORT; then
         sleep 2
-        # CPU time is summed over Pushpin's processes and the backend; RSS is
-        # read from the connection manager, which holds the client sockets.
+        # CPU time is summed over Pushpin's processes (condure, zurl, proxy,
+        # handler, runner) and the backend; RSS is read from the connection
+        # manager, which holds the client sockets.
         CPU_PIDS="$PP_PID $(pgrep -P "$PP_PID" | tr '\n' ' ') $BE_PID"
-        CONN_PID=$(pgrep -P "$PP_PID" -f condure || echo "$PP_PID")
+        CONN_PID=$(pgrep -P "$PP_PID" -x 'condure|pushpin-connmgr' | head -1 || true)
+        CONN_PID=${CONN_PID:-$PP_PID}
         lg pp.e64 "$CONN_PID" $PUSHPIN_PORT --service echo echo --connections 64 --seconds "$RUN_S"
         lg pp.e1 "$CONN_PID" $PUSHPIN_PORT --service echo echo --connections 1 --seconds "$RUN_S"
         lg pp.churn "$CONN_PID" $PUSHPIN_PORT --service echo churn --seconds "$RUN_S"
@@ -159,17 +200,27 @@ printf '%-34s %12s %12s %12s %9s %9s\n' measurement wasmgate native pushpin wg/n
 row() { printf '%-34s %12s %12s %12s %9s %9s\n' "$1" "$2" "$3" "$4" "$(ratio "$2" "$3")" "$(ratio "$2" "$4")"; }
 for c in 1 64; do
     row "echo c=$c msgs/s" "$(g wg.e$c.msgs_per_s)" "$(g na.e$c.msgs_per_s)" "$(g pp.e$c.msgs_per_s)"
+    row "  instance reuse: msgs/s" "$(g wgr.e$c.msgs_per_s)" "$(g na.e$c.msgs_per_s)" "$(g pp.e$c.msgs_per_s)"
     row "echo c=$c p50 us" "$(g wg.e$c.p50_us)" "$(g na.e$c.p50_us)" "$(g pp.e$c.p50_us)"
+    row "  instance reuse: p50 us" "$(g wgr.e$c.p50_us)" "$(g na.e$c.p50_us)" "$(g pp.e$c.p50_us)"
     row "echo c=$c p99 us" "$(g wg.e$c.p99_us)" "$(g na.e$c.p99_us)" "$(g pp.e$c.p99_us)"
     row "echo c=$c p99.9 us" "$(g wg.e$c.p999_us)" "$(g na.e$c.p999_us)" "$(g pp.e$c.p999_us)"
     row "echo c=$c server CPU us/msg" "$(per_msg "$(g wg.e$c.cpu_s)" "$(g wg.e$c.total)")" \
         "$(per_msg "$(g na.e$c.cpu_s)" "$(g na.e$c.total)")" "$(per_msg "$(g pp.e$c.cpu_s)" "$(g pp.e$c.total)")"
-    row "echo c=$c errors" "$(g wg.e$c.errors)" "$(g na.e$c.errors)" "$(g pp.e$c.errors)"
+    row "  instance reuse: CPU us/msg" "$(per_msg "$(g wgr.e$c.cpu_s)" "$(g wgr.e$c.total)")" \
+        "$(per_msg "$(g na.e$c.cpu_s)" "$(g na.e$c.total)")" "$(per_msg "$(g pp.e$c.cpu_s)" "$(g pp.e$c.total)")"
+    row "echo c=$c errors (wg: fresh/reuse)" "$(g wg.e$c.errors)/$(g wgr.e$c.errors)" "$(g na.e$c.errors)" "$(g pp.e$c.errors)"
 done
 row "churn connect+close/s" "$(g wg.churn.conn_per_s)" "$(g na.churn.conn_per_s)" "$(g pp.churn.conn_per_s)"
-row "idle connections held" "$(g wg.idle.connections)" "$(g na.idle.connections)" ""
-row "idle connect/s" "$(g wg.idle.connect_per_s)" "$(g na.idle.connect_per_s)" ""
+row "idle connections held" "$(g wg.idle.connections)" "$(g na.idle.connections)" "$(g pp.idle.connections)"
+row "idle connect/s" "$(g wg.idle.connect_per_s)" "$(g na.idle.connect_per_s)" "$(g pp.idle.connect_per_s)"
 row "idle RSS KiB/connection" "$(g wg.idle.rss_per_conn_kib)" "$(g na.idle.rss_per_conn_kib)" "$(g pp.idle.rss_per_conn_kib)"
-row "fanout $FANOUT_N: last received ms" "$(g wg.fanout.last_ms)" "" ""
-row "fanout $FANOUT_N: p50 ms" "$(g wg.fanout.p50_ms)" "" ""
-row "fanout errors" "$(g wg.fanout.errors)" "" ""
+echo
+echo "fan-out (data broadcast; last member p50 over 10 rounds):"
+grep -E "members via" "$WORK/fanout.txt" || echo "  (fan-out run failed; see above)"
+
+# --- per-event criterion benchmarks ------------------------------------------
+echo
+echo "per-event path, Rust echo handler (criterion, median of the estimate):"
+taskset -c 0 "$ROOT/scripts/bench-per-event.sh" --warm-up-time 1 --measurement-time 3 2>/dev/null \
+    | grep -E "time:" | sed -e 's/^per_event\//  /' || echo "  (criterion run failed)"

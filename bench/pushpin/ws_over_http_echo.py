@@ -27,7 +27,10 @@ def parse_events(body):
 
 
 class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # keep-alive: zurl reuses its connections
+    # Each response leaves in one write, with TCP_NODELAY: headers and body as
+    # two small writes would meet Nagle + delayed ACK (~40 ms per message).
+    disable_nagle_algorithm = True
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -37,14 +40,17 @@ class Handler(BaseHTTPRequestHandler):
                 out += name.encode() + b"\r\n"
             elif name in ("TEXT", "BINARY", "CLOSE"):
                 out += b"%s %x\r\n%s\r\n" % (name.encode(), len(content), content)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/websocket-events")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\n"
+            b"Content-Type: application/websocket-events\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(out), bytes(out)))
 
     def log_message(self, *args):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # listen backlog (default 5) for churn bursts
+
+
+Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()

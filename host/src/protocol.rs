@@ -439,21 +439,36 @@ pub fn connecting_event(request: &ConnectingRequest<'_>) -> String {
     .to_string()
 }
 
-/// Builds the *data send* event for the transfer handler.
+/// Builds the *data send* event for the transfer handler. Serialized from
+/// borrowed fields (keys in the same sorted order as the other events), as
+/// it is built for every client message.
 pub fn data_send_event(connection_id: &str, payload: &Payload) -> String {
+    #[derive(serde::Serialize)]
+    struct Event<'a> {
+        websocket: DataSend<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct DataSend<'a> {
+        action: &'static str,
+        data: &'a str,
+        #[serde(rename = "dataType")]
+        data_type: &'static str,
+        #[serde(rename = "secConnectionID")]
+        connection_id: &'a str,
+    }
     let (data_type, data) = match payload {
         Payload::Text(text) => ("text", std::borrow::Cow::Borrowed(text.as_str())),
         Payload::Binary(bytes) => ("binary", std::borrow::Cow::Owned(BASE64.encode(bytes))),
     };
-    json!({
-        "websocket": {
-            "action": "data send",
-            "secConnectionID": connection_id,
-            "dataType": data_type,
-            "data": data,
-        }
+    serde_json::to_string(&Event {
+        websocket: DataSend {
+            action: "data send",
+            data: &data,
+            data_type,
+            connection_id,
+        },
     })
-    .to_string()
+    .expect("an event of strings serializes")
 }
 
 /// Why a connection ended, as reported in `closeReason`.
