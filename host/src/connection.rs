@@ -170,15 +170,15 @@ async fn run_cleanup(
     departed_groups: Vec<Arc<str>>,
 ) {
     let event = protocol::closing_event(&connection.id, ending.reason, ending.client_code);
-    let cleanup = match gateway
-        .call(
-            service,
-            Role::Cleanup,
-            &connection.id,
-            event,
-            Some(departed_groups),
-        )
-        .await
+    // Boxed, like transfer's call: see `transfer`.
+    let cleanup = match Box::pin(gateway.call(
+        service,
+        Role::Cleanup,
+        &connection.id,
+        event,
+        Some(departed_groups),
+    ))
+    .await
     {
         None => "none",
         Some(Ok(_)) => "ok",
@@ -318,10 +318,10 @@ async fn transfer(
         return Ok(());
     }
     let event = protocol::data_send_event(&connection.id, payload);
-    match gateway
-        .call(service, Role::Transfer, &connection.id, event, None)
-        .await
-    {
+    // A handler call's future (instantiation, the guest call, host calls)
+    // is several KiB; boxed, it is allocated only while the call runs
+    // instead of inside every connection's task, idle ones included.
+    match Box::pin(gateway.call(service, Role::Transfer, &connection.id, event, None)).await {
         None | Some(Ok(_)) => Ok(()),
         Some(Err(error)) => Err(error),
     }
