@@ -14,6 +14,10 @@
 //! instances keep their slots of the engine's instance pool; the gateway
 //! reserves extra slots for them and caps how many may idle at once
 //! ([`IdleBudget`]), so reuse never starves fresh instantiations.
+//!
+//! Without reuse, the same pool holds at most one *prepared* instance: one
+//! instantiated after an event for the handler's next event, which it serves
+//! as its one and only event (`uses` 0, taken with `max_uses` 1).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
