@@ -220,7 +220,12 @@ pub struct CallOutcome {
 /// Per-store state: WASI (no files, sockets or inherited environment), the
 /// memory limiter, and the scope host calls act in.
 pub(crate) struct EventState {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most events of most handlers
+    /// make none, and a fresh store per event would otherwise pay for a
+    /// context (random generators seeded, output captures) it never uses.
+    wasi: Option<LazyWasi>,
+    /// The service's environment variables, the only ones the guest sees.
+    env: Arc<BTreeMap<String, String>>,
     table: ResourceTable,
     limiter: MemoryLimiter,
     service: Arc<str>,
@@ -231,10 +236,48 @@ pub(crate) struct EventState {
     logged_bytes: usize,
 }
 
+/// A store's WASI context with the captures of its stdout and stderr.
+struct LazyWasi {
+    ctx: WasiCtx,
+    stdout: Capture,
+    stderr: Capture,
+}
+
+impl LazyWasi {
+    /// Nothing granted but `env` and the two output captures.
+    fn new(env: &BTreeMap<String, String>) -> Self {
+        let stdout = Capture::default();
+        let stderr = Capture::default();
+        let env: Vec<(&String, &String)> = env.iter().collect();
+        let ctx = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&env)
+            .build();
+        Self {
+            ctx,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl EventState {
+    /// Moves what the guest printed since the last call into `output`.
+    fn take_printed(&self, output: &mut Vec<OutputLine>) {
+        if let Some(wasi) = &self.wasi {
+            wasi.stdout.take_lines(OutputSource::Stdout, output);
+            wasi.stderr.take_lines(OutputSource::Stderr, output);
+        }
+    }
+}
+
 impl WasiView for EventState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let env = &self.env;
+        let wasi = self.wasi.get_or_insert_with(|| LazyWasi::new(env));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut wasi.ctx,
             table: &mut self.table,
         }
     }
@@ -662,16 +705,9 @@ impl Runtime {
 
     /// A new store for `spec`'s service, without an instance yet.
     fn new_live(&self, spec: &CallSpec) -> Live {
-        let stdout = Capture::default();
-        let stderr = Capture::default();
-        let env: Vec<(&String, &String)> = spec.env.iter().collect();
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .envs(&env)
-            .build();
         let state = EventState {
-            wasi,
+            wasi: None,
+            env: spec.env.clone(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 memory_limit: spec.memory_limit_bytes,
@@ -689,8 +725,6 @@ impl Runtime {
         Live {
             store,
             instance: None,
-            stdout,
-            stderr,
             key: LiveKey {
                 env: spec.env.clone(),
                 memory_limit_bytes: spec.memory_limit_bytes,
@@ -787,8 +821,7 @@ impl Runtime {
             )),
         };
         let mut output = std::mem::take(&mut live.store.data_mut().output);
-        live.stdout.take_lines(OutputSource::Stdout, &mut output);
-        live.stderr.take_lines(OutputSource::Stderr, &mut output);
+        live.store.data().take_printed(&mut output);
         // Only an instance whose call succeeded serves again; any failure
         // retires it with its store.
         if reuse > 0 && result.is_ok() {
@@ -838,13 +871,12 @@ impl Runtime {
     }
 }
 
-/// A store with its instance (once instantiated) and output captures: what
-/// instance reuse keeps between events.
+/// A store (with its WASI context and output captures, once the guest used
+/// them) and its instance, once instantiated: what instance reuse keeps
+/// between events.
 pub(crate) struct Live {
     store: Store<EventState>,
     instance: Option<bindings::Handler>,
-    stdout: Capture,
-    stderr: Capture,
     key: LiveKey,
 }
 
