@@ -4,6 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A full run from a clean clone (toolchains, debug and wasm builds, test
+# binaries) peaks at about 5.5 GiB under target/. Say so up front instead of
+# failing deep in a compiler error when the disk is nearly full.
+avail_mib=$(df -Pm . | awk 'NR == 2 { print $4 }')
+echo "test: ${avail_mib} MiB free for target/ (a clean run needs about 5,600)"
+if [ "${avail_mib:-0}" -lt 6144 ]; then
+    echo "test: warning: less than 6 GiB free; the build may run out of disk" >&2
+fi
+# One-shot CI builds gain nothing from incremental state; it only costs disk.
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
