@@ -725,10 +725,6 @@ impl Runtime {
         Live {
             store,
             instance: None,
-            key: LiveKey {
-                env: spec.env.clone(),
-                memory_limit_bytes: spec.memory_limit_bytes,
-            },
         }
     }
 
@@ -877,7 +873,6 @@ impl Runtime {
 pub(crate) struct Live {
     store: Store<EventState>,
     instance: Option<bindings::Handler>,
-    key: LiveKey,
 }
 
 /// The per-store settings a reused instance must share with the event.
@@ -889,9 +884,13 @@ pub(crate) struct LiveKey {
 impl ReuseKey for Live {
     type Key = LiveKey;
 
+    /// Read from the store's own state: its environment is fixed when the
+    /// store is made, and its memory limit, set again for every event, only
+    /// ever takes the one value this check lets through.
     fn fits(&self, key: &LiveKey) -> bool {
-        (Arc::ptr_eq(&self.key.env, &key.env) || self.key.env == key.env)
-            && self.key.memory_limit_bytes == key.memory_limit_bytes
+        let state = self.store.data();
+        (Arc::ptr_eq(&state.env, &key.env) || state.env == key.env)
+            && state.limiter.memory_limit == key.memory_limit_bytes
     }
 }
 
