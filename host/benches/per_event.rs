@@ -73,7 +73,7 @@ fn per_event(c: &mut Criterion) {
         b.iter(|| PerEvent::parse_answer(answer).expect("parse"))
     });
     group.bench_function("push", |b| {
-        b.iter(|| fresh.push(push_body.as_bytes()).expect("push"))
+        b.iter(|| rt.block_on(fresh.push(push_body.as_bytes())).expect("push"))
     });
     group.bench_function("event_fresh", |b| {
         b.iter(|| rt.block_on(fresh.event(TEXT)).expect("event"))

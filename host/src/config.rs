@@ -152,17 +152,24 @@ struct RawServiceConfig {
 }
 
 impl ServiceConfig {
-    /// Reads `service.toml` from a service folder; a missing file gives the defaults.
-    pub fn load(service_dir: &Path, gateway: &GatewayConfig) -> Result<Self, ConfigError> {
-        let path = service_dir.join("service.toml");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text, &path, gateway),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(ConfigError::Read { path, source }),
+    /// The settings of a service that sets nothing: [`ServiceConfig::default`]
+    /// within the gateway's limits. A default above one (memory, concurrency)
+    /// is lowered to it, so a service that relies on the defaults is never
+    /// allowed more than the gateway can give: with `--max-memory-mb 32` it
+    /// gets 32 MiB, reported as its limit when a call reaches it.
+    pub fn defaults(gateway: &GatewayConfig) -> Self {
+        let defaults = Self::default();
+        Self {
+            memory_limit_bytes: defaults
+                .memory_limit_bytes
+                .min((gateway.max_memory_mb as usize) << 20),
+            max_concurrency: defaults.max_concurrency.min(gateway.max_concurrency),
+            ..defaults
         }
     }
 
-    /// Parses and validates the text of a `service.toml`.
+    /// Parses and validates the text of a `service.toml` read from `path`;
+    /// what it does not set takes [`ServiceConfig::defaults`].
     pub fn parse(text: &str, path: &Path, gateway: &GatewayConfig) -> Result<Self, ConfigError> {
         let raw: RawServiceConfig = toml::from_str(text).map_err(|e| {
             // Name the line (and so the key) the parser stopped at.
@@ -184,8 +191,7 @@ impl ServiceConfig {
             key,
             reason,
         };
-        let defaults = Self::default();
-        let mut config = defaults.clone();
+        let mut config = Self::defaults(gateway);
         if let Some(token) = raw.push_token {
             if token.len() < 16 {
                 return Err(invalid(
@@ -299,6 +305,32 @@ mod tests {
         let message = parse("instance_reuse = 2000000").unwrap_err().to_string();
         assert!(message.contains("instance_reuse"), "{message}");
         assert!(parse("instance_reuse = -1").is_err());
+    }
+
+    #[test]
+    fn defaults_above_the_gateways_limits_are_lowered_to_them() {
+        let small = GatewayConfig {
+            max_memory_mb: 32,
+            max_concurrency: 16,
+            ..GatewayConfig::new("p")
+        };
+        let config = ServiceConfig::parse("", Path::new("svc/service.toml"), &small).unwrap();
+        assert_eq!(config.memory_limit_bytes, 32 << 20);
+        assert_eq!(config.max_concurrency, 16);
+        // A value set explicitly above the limit is still an error.
+        let message = ServiceConfig::parse(
+            "memory_limit_mb = 64",
+            Path::new("svc/service.toml"),
+            &small,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("memory_limit_mb"), "{message}");
+        // Within the limits, the defaults stand.
+        assert_eq!(
+            ServiceConfig::defaults(&GatewayConfig::new("p")),
+            ServiceConfig::default()
+        );
     }
 
     #[test]

@@ -3,48 +3,49 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: gateway-wide and per-service (`service.toml`) settings, validated.
-//! - `protocol`: the wire contract — event JSON, register answers, reverse-push
-//!   requests and the `errNo` table.
-//! - `runtime`: the wasmtime engine, pooling allocator, epoch ticker, the
-//!   `wasmgate:gateway` world's host calls, and one fresh store per event.
-//! - `reuse`: opt-in instance reuse (`instance_reuse`): pools of idle
-//!   instances, one per loaded handler.
-//! - `cache`: the on-disk cache of compiled handlers, keyed by content hash.
-//! - `capture`: bounded capture of a handler's stdout, stderr and log lines.
-//! - `core_module`: wraps plain core modules into handler components.
-//! - `services`: services loaded from `plugins/<service>/` folders, and
-//!   reloading one service to match its folder.
-//! - `watcher`: watches the plugins folder and reloads what changed.
-//! - `router`: the connection registry and the one routing function shared
-//!   by reverse push and host calls.
-//! - `gateway`: shared state, handler dispatch, the HTTP routes and `run`.
-//! - `connection`: one WebSocket connection from upgrade to cleanup.
+//! Dependencies point one way, from the edge inward: `http` and `session`
+//! call `dispatch`, which calls `plugins`, `wasm` and `state`; `protocol`
+//! and `config` are leaves every layer may use.
+//!
+//! - [`http`]: the routes (`/ws/<service>` upgrade, reverse push and info,
+//!   admin, health) and serving them until shutdown ([`run`], [`serve`],
+//!   [`app`]).
+//! - `session`: one WebSocket connection from upgrade to cleanup.
+//! - `dispatch`: the gateway's shared state ([`Gateway`]) and handler calls
+//!   within concurrency caps, with their output logged.
+//! - [`plugins`]: services loaded from `plugins/<service>/` folders
+//!   ([`PluginFile`], [`Service`], [`Services`]) and the watcher that reloads
+//!   them.
+//! - [`wasm`]: the engine, one store per event, limits, instance reuse, the
+//!   compile cache, core modules wrapped into components, and the host calls
+//!   of each WIT interface (`wasm/host_calls/`).
+//! - [`state`]: the connection registry and groups ([`Router`]), the
+//!   [`Broker`] seam with the one routing function ([`state::route`]), and
+//!   the key-value store with its backend seam ([`state::kv`]).
+//! - [`protocol`]: the wire contract of `docs/protocol.md`: event JSON, the
+//!   register answer, the reverse-push request, the `errNo` table
+//!   ([`ErrNo`]) and close codes ([`CloseCause`]).
+//! - [`config`]: gateway-wide and per-service (`service.toml`) settings.
 //! - `invoke`: run one handler once from the command line.
 //! - [`stages`]: the per-event path split into stages, for benchmarks.
 
 pub mod config;
-
-mod cache;
-mod capture;
-mod connection;
-mod core_module;
-mod gateway;
+mod dispatch;
+pub mod http;
 mod invoke;
-pub mod kv;
-mod protocol;
-mod reuse;
-mod router;
-mod runtime;
-mod services;
+pub mod plugins;
+pub mod protocol;
+mod session;
 pub mod stages;
-mod watcher;
+pub mod state;
+pub mod wasm;
 
-pub use capture::{LogLevel, OutputLine, OutputSource};
 pub use config::{GatewayConfig, ServiceConfig};
-pub use gateway::{app, run, serve, Gateway};
+pub use dispatch::Gateway;
+pub use http::{app, run, serve};
 pub use invoke::invoke;
-pub use protocol::ApiError;
-pub use router::{ConnectionInfo, Router};
-pub use runtime::{CallError, CallOutcome, LoadError, Role, Runtime};
-pub use services::{LoadFailure, LoadedHandler, Service, Services};
+pub use plugins::{LoadFailure, LoadedHandler, PluginFile, Service, Services};
+pub use protocol::{ApiError, CloseCause, ErrNo};
+pub use state::{Broker, ConnectionInfo, Router};
+pub use wasm::capture::{LogLevel, OutputLine, OutputSource};
+pub use wasm::{CallError, CallOutcome, LoadError, Runtime};

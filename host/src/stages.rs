@@ -17,10 +17,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::{GatewayConfig, ServiceConfig};
-use crate::kv::KvStore;
-use crate::protocol::{self, ApiError, Payload, PushRequest, RegisterAnswer};
-use crate::router::{Outbound, Router};
-use crate::runtime::{CallError, CallSpec, HandlerModule, Role, Routing, Runtime, StateAccess};
+use crate::protocol::{self, ApiError, Payload, PushRequest, RegisterAnswer, Role};
+use crate::state::kv::KvStore;
+use crate::state::{route, Outbound, Router};
+use crate::wasm::{CallError, CallSpec, HandlerModule, Runtime, StateAccess};
 
 /// One handler with a connection to push to, ready to run events.
 pub struct PerEvent {
@@ -121,9 +121,9 @@ impl PerEvent {
     /// Stage 5: a reverse-push request (the JSON body of `POST /push/...`),
     /// parsed and routed to the connection's queue, as the push host call
     /// and the HTTP endpoint both do.
-    pub fn push(&mut self, body: &[u8]) -> Result<usize, ApiError> {
+    pub async fn push(&mut self, body: &[u8]) -> Result<usize, ApiError> {
         let request = PushRequest::parse(body, self.config.max_message_bytes)?;
-        let reached = self.router.route(&self.service, request)?;
+        let reached = route(&self.router, &self.service, request).await?;
         self.drain();
         Ok(reached)
     }
@@ -141,17 +141,16 @@ impl PerEvent {
         CallSpec {
             service: self.service.clone(),
             role: Role::Transfer,
-            request_id: String::new(),
+            request_id: "".into(),
             connection_id: self.connection_id.clone(),
             event,
             timeout: self.config.timeout,
             memory_limit_bytes: self.config.memory_limit_bytes,
             env: Arc::new(BTreeMap::new()),
-            routing: Routing::Gateway {
-                router: self.router.clone(),
-                max_message_bytes: self.config.max_message_bytes,
-            },
+            broker: Arc::new(self.router.clone()),
+            max_message_bytes: self.config.max_message_bytes,
             instance_reuse: self.config.instance_reuse,
+            prepare_next: true,
             state: StateAccess {
                 kv: self.kv.clone(),
                 kv_max_keys: self.config.kv_max_keys,

@@ -11,7 +11,7 @@ use wit_component::{ComponentEncoder, StringEncoding};
 use wit_parser::{Resolve, WorldId};
 
 /// The contract, compiled into the gateway so wrapping needs no files.
-const WIT: &str = include_str!("../../wit/gateway.wit");
+const WIT: &str = include_str!("../../../wit/gateway.wit");
 
 /// Why a core module could not be wrapped.
 #[derive(Debug, thiserror::Error)]

@@ -4,20 +4,28 @@
 //! component below the plugins folder) and debounced per service: a service is
 //! reconciled once its folder has been quiet for the debounce window, so a
 //! file written in pieces, or written under a temporary name and renamed into
-//! place, is read once, complete. Reconciling compares content hashes, so
-//! repeated or spurious events cost a read and a hash, not a compile.
+//! place, is read once, complete.
+//!
+//! Only events that can change what is loaded count: a file created,
+//! written, closed after writing, renamed or removed, or its metadata
+//! changed. Opening, reading and closing a file unwritten — which the
+//! gateway itself does when it loads a file — are ignored, so loading
+//! never schedules another load. Reconciling then skips files whose `stat`
+//! is unchanged, and compares content hashes before compiling, so a
+//! spurious event costs a `stat`, not a read or a compile.
 
 use std::collections::HashMap;
 use std::path::{Component, Path};
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::router::Router;
-use crate::services::Services;
+use super::Services;
+use crate::state::Router;
 
 /// What the watcher task is told.
 enum Change {
@@ -54,6 +62,7 @@ pub(crate) fn watch(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let change = match event {
             Ok(event) if event.need_rescan() => Some(Change::Everything),
+            Ok(event) if !changes_content(&event.kind) => None,
             Ok(event) => {
                 for path in &event.paths {
                     if let Some(service) = service_of(&event_root, path) {
@@ -75,6 +84,22 @@ pub(crate) fn watch(
     tokio::spawn(debounce_loop(services, router, receiver, debounce, stop));
     tracing::info!(folder = %root.display(), "watching plugins for changes");
     Ok(PluginWatcher { _watcher: watcher })
+}
+
+/// Whether an event can change what a service loads. Reads are not: the
+/// gateway's own reads of its plugin files raise open, access and
+/// close-without-write events.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Any
+        | EventKind::Other => true,
+    }
 }
 
 /// The service folder a path lies in, if it lies in one.
@@ -148,6 +173,32 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_a_file_is_not_a_change() {
+        use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
+        for read in [
+            AccessKind::Open(AccessMode::Any),
+            AccessKind::Read,
+            AccessKind::Close(AccessMode::Read),
+            AccessKind::Any,
+        ] {
+            assert!(!changes_content(&EventKind::Access(read)), "{read:?}");
+        }
+        assert!(!changes_content(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::AccessTime
+        ))));
+        for change in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert!(changes_content(&change), "{change:?}");
+        }
+    }
 
     #[test]
     fn paths_map_to_their_service() {

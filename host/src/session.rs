@@ -7,6 +7,7 @@
 //! push reaches a closing connection), then its cleanup handler runs once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -15,16 +16,20 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use crate::gateway::{Gateway, CLOSE_FLUSH_GRACE};
-use crate::protocol::{self, CloseReason, Payload};
-use crate::router::{CloseCause, Connection, Outbound, Reservation};
-use crate::runtime::{CallError, Role};
-use crate::services::Service;
+use crate::dispatch::{new_request_id, Event, Gateway};
+use crate::plugins::Service;
+use crate::protocol::{self, CloseCause, CloseReason, Payload, Role};
+use crate::state::{Connection, Outbound, Reservation};
+use crate::wasm::CallError;
+
+/// Grace given to a connection's writer to flush its close frame.
+const CLOSE_FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 /// A connection whose register handler accepted it, waiting for the upgrade.
 ///
-/// If the upgrade never completes (the client went away), dropping this runs
-/// the cleanup handler, so cleanup still runs exactly once.
+/// It exists from the moment register accepts: whatever happens next (the
+/// upgrade completes, shutdown refuses it, the client goes away, the HTTP
+/// upgrade fails), its cleanup handler runs exactly once.
 pub(crate) struct PendingSession {
     parts: Option<SessionParts>,
 }
@@ -56,20 +61,22 @@ impl PendingSession {
         let parts = self.parts.take().expect("a pending session runs once");
         parts.serve(socket).await;
     }
+
+    /// Ends a connection whose upgrade will not happen, for `cause`: its
+    /// cleanup runs now (the client gets no close frame, having no socket).
+    pub(crate) fn abandon(mut self, cause: CloseCause) {
+        if let Some(parts) = self.parts.take() {
+            parts.finish_unopened(cause.reason);
+        }
+    }
 }
 
 impl Drop for PendingSession {
+    /// The upgrade never completed (the client went away, or the HTTP
+    /// upgrade failed): cleanup still runs, once.
     fn drop(&mut self) {
         if let Some(parts) = self.parts.take() {
-            tokio::spawn(async move {
-                parts
-                    .finish(Ending {
-                        reason: CloseReason::Error,
-                        client_code: None,
-                        frame: None,
-                    })
-                    .await;
-            });
+            parts.finish_unopened(CloseReason::Error);
         }
     }
 }
@@ -79,40 +86,33 @@ struct Ending {
     reason: CloseReason,
     /// The code of the client's close frame, if it sent one.
     client_code: Option<u16>,
-    /// The close frame to send, for endings the gateway decides.
-    frame: Option<(CloseFrame, bool)>,
+    /// For endings the gateway decides: the close frame the client gets.
+    sent: Option<CloseCause>,
 }
 
 impl Ending {
-    fn by_gateway(reason: CloseReason, code: u16, text: &'static str) -> Self {
+    fn by_gateway(cause: CloseCause) -> Self {
         Self {
-            reason,
+            reason: cause.reason,
             client_code: None,
-            frame: Some((
-                CloseFrame {
-                    code,
-                    reason: text.into(),
-                },
-                false,
-            )),
+            sent: Some(cause),
         }
     }
 
-    fn from_cause(cause: CloseCause) -> Self {
-        let mut ending = Self::by_gateway(cause.reason, cause.code, cause.text);
-        // A server close delivers what is already queued first; an overflow
-        // or shutdown does not wait for a client that is not reading.
-        if let Some((_, drain)) = &mut ending.frame {
-            *drain = cause == CloseCause::SERVER;
+    fn by_client(client_code: Option<u16>) -> Self {
+        Self {
+            reason: CloseReason::Client,
+            client_code,
+            sent: None,
         }
-        ending
     }
 }
 
 /// Instructions from the reader loop to the writer task.
 enum WriterStop {
-    /// Send this frame (after draining the queue if asked) and stop.
-    Close(CloseFrame, bool),
+    /// Send this close frame (after draining the queue if the cause asks
+    /// for it) and stop.
+    Close(CloseCause),
     /// Stop; the close handshake, if any, is already under way.
     Finish,
 }
@@ -132,8 +132,8 @@ impl SessionParts {
         let writer = tokio::spawn(write_loop(sink, outbound, stop_receiver));
         let ending = read_loop(&gateway, &service, &connection, stream).await;
         let departed = gateway.router().remove(&connection);
-        let stop = match &ending.frame {
-            Some((frame, drain)) => WriterStop::Close(frame.clone(), *drain),
+        let stop = match ending.sent {
+            Some(cause) => WriterStop::Close(cause),
             None => WriterStop::Finish,
         };
         let _ = stop_sender.send(stop);
@@ -148,17 +148,27 @@ impl SessionParts {
         drop(tracked);
     }
 
-    /// Ends a connection that never reached its socket.
-    async fn finish(self, ending: Ending) {
-        let departed = self.gateway.router().remove(&self.connection);
-        run_cleanup(
-            &self.gateway,
-            &self.service,
-            &self.connection,
-            &ending,
-            departed,
-        )
-        .await;
+    /// Ends a connection that never reached its socket: it leaves the
+    /// router and its cleanup runs, on a task of its own (the caller may
+    /// be a destructor).
+    fn finish_unopened(self, reason: CloseReason) {
+        tokio::spawn(async move {
+            let departed = self.gateway.router().remove(&self.connection);
+            let ending = Ending {
+                reason,
+                client_code: None,
+                sent: None,
+            };
+            run_cleanup(
+                &self.gateway,
+                &self.service,
+                &self.connection,
+                &ending,
+                departed,
+            )
+            .await;
+            drop(self._tracked);
+        });
     }
 }
 
@@ -169,22 +179,19 @@ async fn run_cleanup(
     ending: &Ending,
     departed_groups: Vec<Arc<str>>,
 ) {
-    let event = protocol::closing_event(&connection.id, ending.reason, ending.client_code);
+    let event = Event {
+        connection_id: connection.id.clone(),
+        request_id: new_request_id(),
+        json: protocol::closing_event(&connection.id, ending.reason, ending.client_code),
+        departed_groups: Some(departed_groups),
+    };
     // Boxed, like transfer's call: see `transfer`.
-    let cleanup = match Box::pin(gateway.call(
-        service,
-        Role::Cleanup,
-        &connection.id,
-        event,
-        Some(departed_groups),
-    ))
-    .await
-    {
+    let cleanup = match Box::pin(gateway.call(service, Role::Cleanup, event)).await {
         None => "none",
         Some(Ok(_)) => "ok",
         Some(Err(_)) => "failed",
     };
-    let sent_code = ending.frame.as_ref().map(|(frame, _)| frame.code);
+    let sent_code = ending.sent.map(|cause| cause.code);
     tracing::info!(
         service = %service.name,
         conn = %connection.id,
@@ -216,7 +223,7 @@ async fn read_loop(
         let message = tokio::select! {
             biased;
             _ = &mut closing => {
-                return Ending::from_cause(connection.close_cause().unwrap_or(CloseCause::SERVER));
+                return Ending::by_gateway(connection.close_cause().unwrap_or(CloseCause::SERVER));
             }
             _ = &mut idle => {
                 let deadline = last_active + idle_timeout;
@@ -224,20 +231,14 @@ async fn read_loop(
                     idle.as_mut().reset(deadline);
                     continue;
                 }
-                return Ending::by_gateway(CloseReason::Idle, 1000, "idle timeout");
+                return Ending::by_gateway(CloseCause::IDLE);
             }
             message = stream.next() => message,
         };
         let payload = match message {
-            None => return client_gone(),
+            None => return Ending::by_client(None),
             Some(Err(error)) => return protocol_error(service, connection, error),
-            Some(Ok(Message::Close(frame))) => {
-                return Ending {
-                    reason: CloseReason::Client,
-                    client_code: frame.map(|f| f.code),
-                    frame: None,
-                };
-            }
+            Some(Ok(Message::Close(frame))) => return Ending::by_client(frame.map(|f| f.code)),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
                 connection.touch();
                 last_active = Instant::now();
@@ -253,29 +254,14 @@ async fn read_loop(
         // overflowed the queue, or shutdown) names the ending better than
         // whatever the call did afterwards.
         if let Some(cause) = connection.close_cause() {
-            return Ending::from_cause(cause);
+            return Ending::by_gateway(cause);
         }
         if let Err(error) = result {
-            let code = if matches!(error, CallError::Busy(_)) {
-                1013
-            } else {
-                1011
-            };
-            let text = if code == 1013 {
-                "service busy"
-            } else {
-                "handler failed"
-            };
-            return Ending::by_gateway(CloseReason::Error, code, text);
+            return Ending::by_gateway(match error {
+                CallError::Busy(_) | CallError::NotReady(_) => CloseCause::BUSY,
+                _ => CloseCause::HANDLER_FAILED,
+            });
         }
-    }
-}
-
-fn client_gone() -> Ending {
-    Ending {
-        reason: CloseReason::Client,
-        client_code: None,
-        frame: None,
     }
 }
 
@@ -283,22 +269,20 @@ fn client_gone() -> Ending {
 fn protocol_error(service: &Service, connection: &Connection, error: axum::Error) -> Ending {
     let inner = error.into_inner();
     let Some(error) = inner.downcast_ref::<tungstenite::Error>() else {
-        return client_gone();
+        return Ending::by_client(None);
     };
-    let (code, text) = match error {
-        tungstenite::Error::Utf8(_) => (1007, "invalid UTF-8 in text message"),
-        tungstenite::Error::Capacity(_) => (1009, "message too big"),
+    let cause = match error {
+        tungstenite::Error::Utf8(_) => CloseCause::INVALID_UTF8,
+        tungstenite::Error::Capacity(_) => CloseCause::TOO_BIG,
         // A client that drops the TCP connection without a close frame went away.
         tungstenite::Error::Protocol(
             tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        ) => {
-            return client_gone();
-        }
-        tungstenite::Error::Protocol(_) => (1002, "protocol error"),
-        _ => return client_gone(),
+        ) => return Ending::by_client(None),
+        tungstenite::Error::Protocol(_) => CloseCause::PROTOCOL_ERROR,
+        _ => return Ending::by_client(None),
     };
-    tracing::info!(service = %service.name, conn = %connection.id, %error, code, "closing connection after client error");
-    Ending::by_gateway(CloseReason::Error, code, text)
+    tracing::info!(service = %service.name, conn = %connection.id, %error, code = cause.code, "closing connection after client error");
+    Ending::by_gateway(cause)
 }
 
 /// Runs the transfer handler for one message; without one the data is dropped.
@@ -308,7 +292,7 @@ async fn transfer(
     connection: &Arc<Connection>,
     payload: &Payload,
 ) -> Result<(), CallError> {
-    if service.handler(Role::Transfer).is_none() {
+    if matches!(service.handler(Role::Transfer), Ok(None)) {
         if !service
             .warned_no_transfer
             .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -317,11 +301,16 @@ async fn transfer(
         }
         return Ok(());
     }
-    let event = protocol::data_send_event(&connection.id, payload);
+    let event = Event {
+        connection_id: connection.id.clone(),
+        request_id: new_request_id(),
+        json: protocol::data_send_event(&connection.id, payload),
+        departed_groups: None,
+    };
     // A handler call's future (instantiation, the guest call, host calls)
     // is several KiB; boxed, it is allocated only while the call runs
     // instead of inside every connection's task, idle ones included.
-    match Box::pin(gateway.call(service, Role::Transfer, &connection.id, event, None)).await {
+    match Box::pin(gateway.call(service, Role::Transfer, event)).await {
         None | Some(Ok(_)) => Ok(()),
         Some(Err(error)) => Err(error),
     }
@@ -354,14 +343,18 @@ async fn write_loop(
             }
         }
     };
-    if let WriterStop::Close(frame, drain) = instruction {
-        if drain {
+    if let WriterStop::Close(cause) = instruction {
+        if cause.drains_queue() {
             while let Ok(message) = outbound.try_recv() {
                 if sink.feed(message.into()).await.is_err() {
                     return;
                 }
             }
         }
+        let frame = CloseFrame {
+            code: cause.code,
+            reason: cause.text.into(),
+        };
         let _ = sink.send(Message::Close(Some(frame))).await;
     }
     let _ = sink.close().await;

@@ -1,0 +1,316 @@
+//! The gateway's shared state ([`Gateway`]) and handler dispatch: calling a
+//! service's handler for one event within its concurrency caps, and logging
+//! what the handler printed and why it failed, tagged with service, role,
+//! request id and connection id.
+//!
+//! Dispatch sits between the edges (`http`, `session`) and the core
+//! (`plugins`, `wasm`, `state`); it imports neither edge.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{GatewayConfig, ServiceConfig};
+use crate::plugins::{CapPermit, PluginWatcher, Service, Services};
+use crate::protocol::{CloseCause, Role};
+use crate::state::kv::KvStore;
+use crate::state::{Broker, Router};
+use crate::wasm::capture::{LogLevel, OutputSource};
+use crate::wasm::{CallError, CallSpec, Runtime, StateAccess};
+
+/// Everything the gateway shares between requests, connections and handler
+/// calls. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: GatewayConfig,
+    runtime: Runtime,
+    services: Services,
+    /// This node's connections.
+    router: Router,
+    /// Where routed requests go: on a single node, the router itself.
+    broker: Arc<dyn Broker>,
+    /// Durable key-value state of every service.
+    kv: KvStore,
+    /// Handler calls running at once across services, equal to the pool size.
+    global_slots: Arc<Semaphore>,
+    /// Cancelled when shutdown starts: no new connections are accepted.
+    shutting_down: CancellationToken,
+    /// Every connection task, so shutdown can wait for their cleanups.
+    connections: TaskTracker,
+    /// Reloads changed plugins while alive.
+    _watcher: Option<PluginWatcher>,
+}
+
+/// One event for a handler.
+#[derive(Debug)]
+pub(crate) struct Event {
+    /// The connection it is about.
+    pub connection_id: Arc<str>,
+    /// The id of this call, the same in the event (register), the
+    /// handler's context and every log line.
+    pub request_id: Arc<str>,
+    /// The event JSON.
+    pub json: String,
+    /// For cleanup: the groups the connection was in.
+    pub departed_groups: Option<Vec<Arc<str>>>,
+}
+
+/// A fresh request id.
+pub(crate) fn new_request_id() -> Arc<str> {
+    uuid::Uuid::new_v4().to_string().into()
+}
+
+impl Gateway {
+    /// Builds the runtime and loads every service of `config.plugins_dir`.
+    pub async fn new(config: GatewayConfig) -> anyhow::Result<Self> {
+        let runtime = Runtime::new(&config)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .context("creating the wasm engine")?;
+        let kv = match &config.state_file {
+            Some(path) => KvStore::open(path)?,
+            None => KvStore::in_memory()?,
+        };
+        report_lowered_defaults(&config);
+        let router = Router::default();
+        let services = Services::new(runtime.clone(), config.clone());
+        services
+            .reconcile_all(&router)
+            .await
+            .with_context(|| format!("reading plugins folder {}", config.plugins_dir.display()))?;
+        let shutting_down = CancellationToken::new();
+        let watcher = if config.watch {
+            let watcher = crate::plugins::watch(
+                services.clone(),
+                router.clone(),
+                config.reload_debounce,
+                shutting_down.clone(),
+            )
+            .with_context(|| format!("watching plugins folder {}", config.plugins_dir.display()))?;
+            Some(watcher)
+        } else {
+            None
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                global_slots: Arc::new(Semaphore::new(config.max_concurrency as usize)),
+                config,
+                runtime,
+                services,
+                broker: Arc::new(router.clone()),
+                router,
+                kv,
+                shutting_down,
+                connections: TaskTracker::new(),
+                _watcher: watcher,
+            }),
+        })
+    }
+
+    /// This node's connection registry.
+    pub fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
+    /// Where routed requests go (reverse push, host calls, info routes).
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    /// The key-value store of every service's state.
+    pub fn kv(&self) -> &KvStore {
+        &self.inner.kv
+    }
+
+    /// The loaded services.
+    pub fn services(&self) -> &Services {
+        &self.inner.services
+    }
+
+    /// The gateway-wide settings.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
+    /// Every connection task, for shutdown to wait on.
+    pub(crate) fn connections(&self) -> &TaskTracker {
+        &self.inner.connections
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.is_cancelled()
+    }
+
+    /// A permit of the service's cap and one of the gateway's, waiting at
+    /// most the service's time-out for them.
+    async fn slots(
+        &self,
+        service: &Service,
+        config: &ServiceConfig,
+    ) -> Option<(CapPermit, OwnedSemaphorePermit)> {
+        // Free slots are the common case: take them without arming a timer.
+        let ready = service.concurrency.try_acquire().and_then(|own| {
+            let global = self.inner.global_slots.clone().try_acquire_owned().ok()?;
+            Some((own, global))
+        });
+        if ready.is_some() {
+            return ready;
+        }
+        let wait = async {
+            let own = service.concurrency.acquire().await;
+            let global = self.inner.global_slots.clone().acquire_owned().await.ok()?;
+            Some((own, global))
+        };
+        tokio::time::timeout(config.timeout, wait)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Runs the handler of `role` for one event. `None` when the service has
+    /// no handler for that role. Logs the handler's output and any failure
+    /// with service, role, file, request id and connection id.
+    pub(crate) async fn call(
+        &self,
+        service: &Service,
+        role: Role,
+        event: Event,
+    ) -> Option<Result<String, CallError>> {
+        let Event {
+            connection_id,
+            request_id,
+            json,
+            departed_groups,
+        } = event;
+        let handler = match service.handler(role) {
+            Ok(handler) => handler?,
+            Err(file) => {
+                let error = CallError::NotReady(file.name());
+                tracing::warn!(service = %service.name, %role, %file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
+                return Some(Err(error));
+            }
+        };
+        let config = service.config();
+        let Some(_slots) = self.slots(service, &config).await else {
+            let error = CallError::Busy(config.timeout);
+            tracing::warn!(service = %service.name, %role, file = %handler.file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
+            return Some(Err(error));
+        };
+        let spec = CallSpec {
+            service: service.name.clone(),
+            role,
+            request_id: request_id.clone(),
+            connection_id: connection_id.clone(),
+            event: json,
+            timeout: config.timeout,
+            memory_limit_bytes: config.memory_limit_bytes,
+            env: config.env.clone(),
+            broker: self.inner.broker.clone(),
+            max_message_bytes: config.max_message_bytes,
+            instance_reuse: config.instance_reuse,
+            prepare_next: true,
+            state: StateAccess {
+                kv: self.inner.kv.clone(),
+                kv_max_keys: config.kv_max_keys,
+                departed_groups,
+            },
+        };
+        let outcome = self.inner.runtime.call(&handler.module, spec).await;
+        for line in &outcome.output {
+            emit_output(
+                &service.name,
+                role,
+                &request_id,
+                &connection_id,
+                line.source,
+                &line.text,
+            );
+        }
+        if let Err(error) = &outcome.result {
+            tracing::warn!(service = %service.name, %role, file = %handler.file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
+        }
+        Some(outcome.result)
+    }
+
+    /// Starts shutdown: refuse new connections and close every live one with 1001.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.cancel();
+        self.inner.router.close_all(None, CloseCause::SHUTDOWN);
+    }
+
+    /// Waits until every connection task (and so every cleanup) has finished,
+    /// at most the configured grace period.
+    pub async fn drain(&self) {
+        self.inner.connections.close();
+        if tokio::time::timeout(
+            self.inner.config.shutdown_grace,
+            self.inner.connections.wait(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                remaining = self.inner.connections.len(),
+                "shutdown grace period over; some cleanups did not finish"
+            );
+        }
+    }
+}
+
+/// Says once, at start-up, which service defaults the gateway's own limits
+/// lower (see [`ServiceConfig::defaults`]).
+fn report_lowered_defaults(config: &GatewayConfig) {
+    let (full, lowered) = (ServiceConfig::default(), ServiceConfig::defaults(config));
+    if lowered.memory_limit_bytes < full.memory_limit_bytes {
+        tracing::info!(
+            max_memory_mb = config.max_memory_mb,
+            default_mb = full.memory_limit_bytes >> 20,
+            "--max-memory-mb is below the default memory_limit_mb: services that do not set it get {} MiB",
+            config.max_memory_mb
+        );
+    }
+    if lowered.max_concurrency < full.max_concurrency {
+        tracing::info!(
+            max_concurrency = config.max_concurrency,
+            default = full.max_concurrency,
+            "--max-concurrency is below the default max_concurrency: services that do not set it get {}",
+            config.max_concurrency
+        );
+    }
+}
+
+/// Sends one line of handler output to the gateway's log.
+fn emit_output(
+    service: &str,
+    role: Role,
+    request_id: &str,
+    conn: &str,
+    source: OutputSource,
+    text: &str,
+) {
+    let stream = match source {
+        OutputSource::Stdout => "stdout",
+        OutputSource::Stderr => "stderr",
+        OutputSource::Log(_) => "log",
+    };
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(target: "wasmgate::handler", service = %service, role = %role, request_id = %request_id, conn = %conn, stream = %stream, "{text}")
+        };
+    }
+    match source {
+        OutputSource::Log(LogLevel::Trace) => line!(trace),
+        OutputSource::Log(LogLevel::Debug) => line!(debug),
+        OutputSource::Log(LogLevel::Info) | OutputSource::Stdout => line!(info),
+        OutputSource::Log(LogLevel::Warn) | OutputSource::Stderr => line!(warn),
+        OutputSource::Log(LogLevel::Error) => line!(error),
+    }
+}

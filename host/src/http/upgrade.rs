@@ -1,0 +1,196 @@
+//! `GET /ws/<service>`: a WebSocket upgrade, decided by the service's
+//! register handler, then handed to a [session](crate::session).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::find_service;
+use crate::dispatch::{new_request_id, Event, Gateway};
+use crate::protocol::{
+    connecting_event, ApiError, CloseCause, ConnectingRequest, ErrNo, RegisterAnswer, Role,
+};
+use crate::session::PendingSession;
+use crate::state::{Connection, Router};
+
+/// Largest size of the per-connection read buffer. Small on purpose: an idle
+/// connection costs little memory; tungstenite grows it for large messages.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Size of the write buffer before tungstenite flushes to the socket.
+const WRITE_BUFFER_BYTES: usize = 0;
+
+pub(super) fn routes() -> axum::Router<Gateway> {
+    axum::Router::new().route("/ws/{service}", get(upgrade))
+}
+
+/// What the upgrade request carried.
+struct UpgradeRequest {
+    service: String,
+    peer: SocketAddr,
+    uri: Uri,
+    query: Option<String>,
+    headers: HeaderMap,
+}
+
+async fn upgrade(
+    State(gateway): State<Gateway>,
+    Path(service): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let request = UpgradeRequest {
+        service,
+        peer,
+        uri,
+        query,
+        headers,
+    };
+    match accept(gateway, request, upgrade).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn accept(
+    gateway: Gateway,
+    request: UpgradeRequest,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    if gateway.is_shutting_down() {
+        return Err(ErrNo::SHUTTING_DOWN.error());
+    }
+    let service = find_service(&gateway, &request.service)?;
+    let upgrade = upgrade.map_err(|rejection| {
+        ErrNo::BAD_UPGRADE
+            .with(rejection.body_text())
+            .with_status(rejection.status())
+    })?;
+    // Fail closed: a handler file that has not loaded yet may be the check
+    // the service asks for.
+    if let Err(file) = service.readiness() {
+        tracing::info!(service = %service.name, %file, "upgrade refused: service not ready");
+        return Err(
+            ErrNo::SERVICE_NOT_READY.with(format_args!("{file} is compiling or failed to load"))
+        );
+    }
+    let config = service.config();
+    let reservation = gateway.router().reserve(
+        &service.name,
+        request.peer.ip(),
+        config.outbound_queue,
+        config.max_connections,
+    )?;
+    let connection = reservation.connection.clone();
+    // From here on the reservation is released on every early return, and
+    // also when the client goes away while register runs (this future is
+    // then dropped).
+    let unregistered = ReleaseOnDrop {
+        router: gateway.router().clone(),
+        connection: Some(connection.clone()),
+    };
+
+    let request_id = new_request_id();
+    let event = Event {
+        connection_id: connection.id.clone(),
+        request_id: request_id.clone(),
+        json: connecting_event(&ConnectingRequest {
+            service: &service.name,
+            path: request.uri.path(),
+            request_id: &request_id,
+            connection_id: &connection.id,
+            source_ip: request.peer.ip(),
+            headers: header_map(&request.headers),
+            query: query_map(request.query.as_deref()),
+        }),
+        departed_groups: None,
+    };
+    let protocol = match gateway.call(&service, Role::Register, event).await {
+        None => None,
+        Some(Err(_)) => return Err(ErrNo::REGISTER_FAILED.error()),
+        Some(Ok(answer)) => match RegisterAnswer::parse(&answer) {
+            Ok(RegisterAnswer::Accept { protocol }) => protocol,
+            Ok(RegisterAnswer::Refuse { code, message }) => {
+                tracing::info!(service = %service.name, conn = %connection.id, request_id = %request_id, err_no = code, err_msg = %message, "register refused the connection");
+                return Err(ApiError::refused(code, message));
+            }
+            Err(error) => {
+                tracing::warn!(service = %service.name, role = %Role::Register, conn = %connection.id, request_id = %request_id, %error, "handler call failed");
+                return Err(ErrNo::REGISTER_FAILED.error());
+            }
+        },
+    };
+    // Register accepted: from here the session owns the connection, and
+    // runs its cleanup whatever happens to the upgrade.
+    unregistered.disarm();
+    let session = PendingSession::new(gateway.clone(), service.clone(), reservation);
+    if gateway.is_shutting_down() {
+        session.abandon(CloseCause::SHUTDOWN);
+        return Err(ErrNo::SHUTTING_DOWN.error());
+    }
+
+    let mut upgrade = upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(config.max_message_bytes.saturating_mul(2).max(64 * 1024))
+        .max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes);
+    if let Some(protocol) = protocol {
+        upgrade = upgrade.protocols([protocol]);
+    }
+    Ok(upgrade
+        .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
+        .on_upgrade(move |socket| session.run(socket)))
+}
+
+/// Removes a reserved connection from the router when dropped while armed.
+struct ReleaseOnDrop {
+    router: Router,
+    connection: Option<Arc<Connection>>,
+}
+
+impl ReleaseOnDrop {
+    fn disarm(mut self) {
+        self.connection = None;
+    }
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.router.remove(&connection);
+        }
+    }
+}
+
+/// The upgrade request's headers by lower-case name; a repeated header's
+/// values joined with `, `.
+fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        map.entry(name.as_str().to_owned())
+            .and_modify(|existing| {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    map
+}
+
+/// The query parameters; of a repeated key, the last value.
+fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}

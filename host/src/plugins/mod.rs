@@ -1,0 +1,21 @@
+//! Services loaded from the plugins folder: each sub-folder
+//! `plugins/<service>/` is a service with its settings and up to four
+//! handler files ([`PluginFile`]), reloaded when they change on disk.
+//!
+//! - `files.rs`: the files a service folder may hold, and their fingerprints.
+//! - `service.rs`: one service: settings, loaded handlers, failures.
+//! - `concurrency.rs`: a service's resizable cap on concurrent calls.
+//! - `services.rs`: all services, and reconciling one with its folder.
+//! - `watcher.rs`: watching the folder and reconciling what changed.
+
+mod concurrency;
+mod files;
+mod service;
+mod services;
+mod watcher;
+
+pub(crate) use concurrency::CapPermit;
+pub use files::PluginFile;
+pub use service::{LoadFailure, LoadedHandler, Service};
+pub use services::{is_valid_service_name, PluginError, Services};
+pub(crate) use watcher::{watch, PluginWatcher};

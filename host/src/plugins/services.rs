@@ -1,0 +1,387 @@
+//! All services, and loading one to match its folder.
+//!
+//! Loading and reloading are one operation, [`Services::reconcile`]: it makes
+//! what is loaded for a service match what is on disk — a new folder goes
+//! live, a changed file is compiled off the async runtime and swapped in
+//! atomically, a deleted role file falls back, a deleted folder closes its
+//! connections. A file that fails keeps the previous version serving. A file
+//! whose `stat` has not changed since it was last read is not read again.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use super::files::{Fingerprint, PluginFile};
+use super::service::{LoadedHandler, Service};
+use crate::config::{ConfigError, GatewayConfig, ServiceConfig};
+use crate::protocol::CloseCause;
+use crate::state::Router;
+use crate::wasm::cache::{content_hash, CompileCache};
+use crate::wasm::{LoadError, Runtime};
+
+/// Whether a folder name is a valid service name: ASCII letters, digits, `-`
+/// and `_`, so it can appear in a URL path unescaped.
+pub fn is_valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Why a handler file was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The file could not be read.
+    #[error("plugin {service}/{file}: cannot read: {source}")]
+    Read {
+        /// The service.
+        service: String,
+        /// The file.
+        file: PluginFile,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file did not compile or link.
+    #[error("plugin {service}/{file}: {source}")]
+    Load {
+        /// The service.
+        service: String,
+        /// The file.
+        file: PluginFile,
+        /// What went wrong.
+        source: LoadError,
+    },
+}
+
+/// All services, by name, and how to (re)load them. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Services {
+    // A std RwLock: looked up on every request, changed only on (re)load.
+    map: Arc<RwLock<HashMap<String, Arc<Service>>>>,
+    runtime: Runtime,
+    config: Arc<GatewayConfig>,
+    cache: Option<CompileCache>,
+}
+
+impl Services {
+    /// An empty set that loads from `config.plugins_dir`, through the
+    /// compile cache when `config.cache_dir` is set.
+    pub fn new(runtime: Runtime, config: GatewayConfig) -> Self {
+        let cache = config.cache_dir.as_ref().and_then(|dir| {
+            CompileCache::open(dir, runtime.engine())
+                .map_err(|error| {
+                    tracing::warn!(dir = %dir.display(), %error, "compile cache unavailable; compiling every handler");
+                })
+                .ok()
+        });
+        Self {
+            map: Arc::default(),
+            runtime,
+            config: Arc::new(config),
+            cache,
+        }
+    }
+
+    /// The service of that name, if loaded.
+    pub fn get(&self, name: &str) -> Option<Arc<Service>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Names of all loaded services, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The plugins folder.
+    pub fn plugins_dir(&self) -> &Path {
+        &self.config.plugins_dir
+    }
+
+    /// Folder names below the plugins folder that are valid service names.
+    fn folders_on_disk(&self) -> std::io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.config.plugins_dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if !is_valid_service_name(&name) {
+                tracing::warn!(folder = %entry.path().display(), "skipping folder: not a valid service name (use letters, digits, '-' and '_')");
+                continue;
+            }
+            names.push(name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Loads every service folder (at start-up, or after the watcher lost
+    /// events): services are reconciled concurrently, files compile in
+    /// parallel off the async runtime.
+    pub async fn reconcile_all(&self, router: &Router) -> std::io::Result<()> {
+        let mut names = self.folders_on_disk()?;
+        for loaded in self.names() {
+            if !names.contains(&loaded) {
+                names.push(loaded);
+            }
+        }
+        let tasks: Vec<_> = names
+            .into_iter()
+            .map(|name| {
+                let services = self.clone();
+                let router = router.clone();
+                tokio::spawn(async move { services.reconcile(&name, &router).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("service reload task panicked");
+        }
+        Ok(())
+    }
+
+    /// Makes the loaded state of one service match its folder.
+    pub async fn reconcile(&self, name: &str, router: &Router) {
+        if !is_valid_service_name(name) {
+            return;
+        }
+        let dir = self.config.plugins_dir.join(name);
+        if !dir.is_dir() {
+            self.remove(name, router);
+            return;
+        }
+        let (service, new) = match self.get(name) {
+            Some(service) => (service, false),
+            None => match self.read_settings(&dir) {
+                Ok(config) => (Arc::new(Service::new(name, dir.clone(), config)), true),
+                Err(error) => {
+                    tracing::error!(service = %name, file = %PluginFile::Settings, %error, "service not loaded: bad service.toml");
+                    return;
+                }
+            },
+        };
+        let reloading = service.clone();
+        let _reloading = reloading.reloading.lock().await;
+        let was_live = !service.has_no_handlers();
+        self.reload_settings(&service);
+        // Every file on disk is marked (and its compile started) before a
+        // new service becomes routable, so it refuses clients until its
+        // handlers have loaded instead of skipping their checks.
+        let loads: Vec<_> = PluginFile::HANDLERS
+            .into_iter()
+            .filter_map(|file| self.reload_file(&service, file))
+            .collect();
+        let service = if new {
+            self.map
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(name.to_owned())
+                .or_insert(service)
+                .clone()
+        } else {
+            service
+        };
+        for load in loads {
+            load.await.expect("handler compile task panicked");
+        }
+        if !was_live && service.has_no_handlers() && service.failures().is_empty() {
+            tracing::warn!(service = %name, "service has no handler files: every client is accepted and its messages are dropped");
+        }
+    }
+
+    fn read_settings(&self, dir: &Path) -> Result<ServiceConfig, ConfigError> {
+        let path = dir.join(PluginFile::Settings.name());
+        match std::fs::read_to_string(&path) {
+            Ok(text) => ServiceConfig::parse(&text, &path, &self.config),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(ServiceConfig::defaults(&self.config))
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// The fingerprint of one file of `service` if it changed since it was
+    /// last read (`Some(None)`: it is gone); `None` when it did not change.
+    fn changed(&self, service: &Service, file: PluginFile) -> Option<Option<Fingerprint>> {
+        let fingerprint = std::fs::metadata(service.dir.join(file.name()))
+            .ok()
+            .map(|metadata| Fingerprint::of(&metadata));
+        service.remember(file, fingerprint).then_some(fingerprint)
+    }
+
+    fn reload_settings(&self, service: &Service) {
+        let file = PluginFile::Settings;
+        if self.changed(service, file).is_none() {
+            return;
+        }
+        tracing::debug!(service = %service.name, %file, "plugin file changed on disk; reading it");
+        match self.read_settings(&service.dir) {
+            Ok(config) => {
+                service.clear_failure(file);
+                if *service.config() != config {
+                    service.set_config(config);
+                    tracing::info!(service = %service.name, %file, "settings loaded");
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let already = service
+                    .failure(file)
+                    .is_some_and(|failure| failure.error == message);
+                if !already {
+                    tracing::error!(service = %service.name, %file, error = %message, "bad service.toml: keeping the previous settings");
+                    service.record_failure(file, message, None);
+                }
+            }
+        }
+    }
+
+    /// Starts reloading one handler file if it changed; `None` if nothing to do.
+    fn reload_file(
+        &self,
+        service: &Arc<Service>,
+        file: PluginFile,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        self.changed(service, file)?;
+        tracing::debug!(service = %service.name, %file, "plugin file changed on disk; reading it");
+        let bytes = match std::fs::read(service.dir.join(file.name())) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                service.set_on_disk(file, false);
+                service.clear_failure(file);
+                if service.handler_file(file).is_some() {
+                    service.set_handler(file, None);
+                    tracing::info!(service = %service.name, %file, "handler file removed: its role falls back");
+                }
+                return None;
+            }
+            Err(source) => {
+                service.set_on_disk(file, true);
+                let error = PluginError::Read {
+                    service: service.name.to_string(),
+                    file,
+                    source,
+                };
+                tracing::error!(service = %service.name, %file, %error, "handler not loaded");
+                service.record_failure(file, error.to_string(), None);
+                return None;
+            }
+        };
+        service.set_on_disk(file, true);
+        let hash = content_hash(&bytes);
+        let unchanged = service
+            .handler_file(file)
+            .is_some_and(|loaded| *loaded.hash == hash);
+        let failed_before = service
+            .failure(file)
+            .is_some_and(|failure| failure.hash.as_deref() == Some(hash.as_str()));
+        if unchanged || failed_before {
+            return None;
+        }
+        let runtime = self.runtime.clone();
+        let cache = self.cache.clone();
+        let service = service.clone();
+        Some(tokio::spawn(async move {
+            let started = Instant::now();
+            let compiled = {
+                let hash = hash.clone();
+                tokio::task::spawn_blocking(move || {
+                    runtime.load_cached(&bytes, &hash, cache.as_ref())
+                })
+                .await
+                .expect("compile task panicked")
+            };
+            let compile_ms = started.elapsed().as_millis() as u64;
+            match compiled {
+                Ok((module, from_cache)) => {
+                    let previous = service.handler_file(file).map(|h| h.hash);
+                    service.set_handler(
+                        file,
+                        Some(LoadedHandler {
+                            module,
+                            file,
+                            hash: hash.as_str().into(),
+                            loaded_at: SystemTime::now(),
+                            compile_ms,
+                            from_cache,
+                        }),
+                    );
+                    service.clear_failure(file);
+                    tracing::info!(
+                        service = %service.name,
+                        %file,
+                        hash = %hash,
+                        previous = previous.as_deref().unwrap_or("none"),
+                        compile_ms,
+                        from_cache,
+                        "handler loaded"
+                    );
+                }
+                Err(source) => {
+                    let error = PluginError::Load {
+                        service: service.name.to_string(),
+                        file,
+                        source,
+                    };
+                    let keeping = if service.handler_file(file).is_some() {
+                        "the previous version keeps serving"
+                    } else {
+                        "nothing loaded for this file"
+                    };
+                    tracing::error!(service = %service.name, %file, hash = %hash, %error, "handler rejected; {keeping}");
+                    service.record_failure(file, error.to_string(), Some(hash));
+                }
+            }
+        }))
+    }
+
+    /// Takes a service out: no new connections; its live connections close
+    /// with 1001 and their cleanup runs on the last loaded cleanup handler
+    /// (each connection task holds the service).
+    fn remove(&self, name: &str, router: &Router) {
+        let removed = self
+            .map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        if removed.is_some() {
+            let connections = router.count(name);
+            tracing::info!(
+                service = %name,
+                connections,
+                "service folder removed: closing its connections"
+            );
+            router.close_all(Some(name), CloseCause::SERVICE_REMOVED);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names() {
+        assert!(is_valid_service_name("echo-c_2"));
+        assert!(!is_valid_service_name(""));
+        assert!(!is_valid_service_name("a b"));
+        assert!(!is_valid_service_name("../x"));
+    }
+}

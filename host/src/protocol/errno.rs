@@ -1,0 +1,289 @@
+//! The `errNo` table: every error number the gateway answers, each with its
+//! HTTP status and meaning, in one place.
+//!
+//! The same numbers answer a reverse-push caller (as the JSON body
+//! `{"errNo", "errMsg"}` with the row's status) and a handler's host call (as
+//! its `gateway-error`). A test keeps `docs/protocol.md`, the README and the
+//! guest SDK's constants in step with [`ErrNo::ALL`].
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+/// One row of the `errNo` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrNo {
+    /// The `errNo` value.
+    pub number: i32,
+    /// The HTTP status an error of this number answers with.
+    pub status: StatusCode,
+    /// What it means: the `errMsg`, or its start when a detail follows.
+    pub meaning: &'static str,
+}
+
+const fn row(number: i32, status: StatusCode, meaning: &'static str) -> ErrNo {
+    ErrNo {
+        number,
+        status,
+        meaning,
+    }
+}
+
+impl ErrNo {
+    /// Success.
+    pub const OK: Self = row(0, StatusCode::OK, "ok");
+    /// The request body is not JSON.
+    pub const MALFORMED_JSON: Self = row(2001, StatusCode::BAD_REQUEST, "malformed JSON");
+    /// A required field is missing or has the wrong type.
+    pub const MISSING_FIELD: Self = row(2002, StatusCode::BAD_REQUEST, "missing or invalid field");
+    /// `websocket.action` is not `data send`, `data broadcast` or `closing`.
+    pub const UNKNOWN_ACTION: Self = row(
+        2003,
+        StatusCode::BAD_REQUEST,
+        "unknown action (expected \"data send\", \"data broadcast\" or \"closing\")",
+    );
+    /// `data` of a binary push is not standard Base64.
+    pub const BAD_BASE64: Self = row(2004, StatusCode::BAD_REQUEST, "data is not valid Base64");
+    /// `dataType` is neither `text` nor `binary`.
+    pub const UNKNOWN_DATA_TYPE: Self = row(
+        2005,
+        StatusCode::BAD_REQUEST,
+        "unknown dataType (expected \"text\" or \"binary\")",
+    );
+    /// The request or the message it carries is larger than allowed.
+    pub const PAYLOAD_TOO_LARGE: Self = row(
+        2006,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload larger than the limit",
+    );
+    /// The service requires a bearer token and none or a wrong one was given.
+    pub const UNAUTHORIZED: Self = row(
+        2101,
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token",
+    );
+    /// The service has no token and the caller is not on loopback.
+    pub const FORBIDDEN_REMOTE: Self = row(
+        2102,
+        StatusCode::FORBIDDEN,
+        "reverse push without push_token is only allowed from loopback",
+    );
+    /// The administration routes are only open to loopback callers.
+    pub const FORBIDDEN_ADMIN: Self = row(
+        2103,
+        StatusCode::FORBIDDEN,
+        "administration routes are only allowed from loopback",
+    );
+    /// No service of that name is loaded.
+    pub const UNKNOWN_SERVICE: Self = row(2201, StatusCode::NOT_FOUND, "unknown service");
+    /// No live connection of this service has that id (also for ids of
+    /// other services: they are never revealed).
+    pub const CONNECTION_NOT_FOUND: Self = row(
+        2202,
+        StatusCode::NOT_FOUND,
+        "no live connection with this id in this service",
+    );
+    /// The client reads too slowly; its outbound queue overflowed and it was
+    /// closed.
+    pub const QUEUE_FULL: Self = row(
+        2203,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "outbound queue full; the connection was closed",
+    );
+    /// The register handler failed: trap, time-out or malformed answer.
+    pub const REGISTER_FAILED: Self = row(
+        2302,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "register handler failed",
+    );
+    /// The service holds its maximum number of connections.
+    pub const TOO_MANY_CONNECTIONS: Self = row(
+        2303,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service is at its connection limit (max_connections)",
+    );
+    /// The gateway is shutting down and accepts no new connections.
+    pub const SHUTTING_DOWN: Self = row(
+        2304,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "gateway is shutting down",
+    );
+    /// The request is not a valid WebSocket upgrade. Answered with the
+    /// status the upgrade check chose (400, 405, 426, ...).
+    pub const BAD_UPGRADE: Self = row(2305, StatusCode::BAD_REQUEST, "bad WebSocket upgrade");
+    /// A handler file of the service is on disk but no version of it has
+    /// loaded yet (it is compiling, or its first load failed): the service
+    /// refuses clients rather than skip the check it asked for.
+    pub const SERVICE_NOT_READY: Self = row(
+        2306,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service not ready: a handler file has not loaded",
+    );
+    /// A key-value key is empty or longer than the limit.
+    pub const INVALID_KEY: Self = row(2401, StatusCode::BAD_REQUEST, "invalid key");
+    /// A key-value value is larger than the limit.
+    pub const VALUE_TOO_LARGE: Self = row(
+        2402,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "value larger than the limit",
+    );
+    /// The service holds its maximum number of keys.
+    pub const KEY_QUOTA: Self = row(
+        2403,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "service is at its key limit (kv_max_keys)",
+    );
+    /// `increment` on a value that is not a decimal counter, or an overflow.
+    pub const NOT_A_COUNTER: Self = row(2404, StatusCode::CONFLICT, "not a counter");
+    /// The state store failed (disk full, I/O error, closed store).
+    pub const STORAGE: Self = row(
+        2405,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "state store failed",
+    );
+    /// A group name is empty or longer than the limit.
+    pub const INVALID_GROUP: Self = row(2406, StatusCode::BAD_REQUEST, "invalid group");
+    /// A connection is already in the maximum number of groups.
+    pub const TOO_MANY_GROUPS: Self = row(
+        2407,
+        StatusCode::CONFLICT,
+        "connection is in as many groups as allowed",
+    );
+    /// A host call that only exists inside a running gateway (the guest SDK
+    /// answers it itself outside one, e.g. in a native unit test).
+    pub const NO_GATEWAY: Self = row(
+        2501,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not running inside a gateway",
+    );
+
+    /// Every row, in number order.
+    pub const ALL: [Self; 26] = [
+        Self::OK,
+        Self::MALFORMED_JSON,
+        Self::MISSING_FIELD,
+        Self::UNKNOWN_ACTION,
+        Self::BAD_BASE64,
+        Self::UNKNOWN_DATA_TYPE,
+        Self::PAYLOAD_TOO_LARGE,
+        Self::UNAUTHORIZED,
+        Self::FORBIDDEN_REMOTE,
+        Self::FORBIDDEN_ADMIN,
+        Self::UNKNOWN_SERVICE,
+        Self::CONNECTION_NOT_FOUND,
+        Self::QUEUE_FULL,
+        Self::REGISTER_FAILED,
+        Self::TOO_MANY_CONNECTIONS,
+        Self::SHUTTING_DOWN,
+        Self::BAD_UPGRADE,
+        Self::SERVICE_NOT_READY,
+        Self::INVALID_KEY,
+        Self::VALUE_TOO_LARGE,
+        Self::KEY_QUOTA,
+        Self::NOT_A_COUNTER,
+        Self::STORAGE,
+        Self::INVALID_GROUP,
+        Self::TOO_MANY_GROUPS,
+        Self::NO_GATEWAY,
+    ];
+
+    /// An error of this number whose message is the meaning alone.
+    pub fn error(self) -> ApiError {
+        ApiError {
+            status: self.status,
+            code: self.number,
+            message: self.meaning.to_owned(),
+        }
+    }
+
+    /// An error of this number whose message is the meaning, then `detail`
+    /// (the subject: a field, an id, a size).
+    pub fn with(self, detail: impl std::fmt::Display) -> ApiError {
+        ApiError {
+            status: self.status,
+            code: self.number,
+            message: format!("{}: {detail}", self.meaning),
+        }
+    }
+
+    /// A size above a limit, said the same way for every limit.
+    pub fn over_limit(self, size: usize, limit: usize) -> ApiError {
+        self.with(format_args!("{size} bytes, the limit is {limit}"))
+    }
+}
+
+/// An error answered to a reverse-push caller or a handler's host call: an
+/// HTTP status plus the `errNo`/`errMsg` pair, made from a row of [`ErrNo`]
+/// (or, for a register refusal, the handler's own pair).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("errNo {code}: {message}")]
+pub struct ApiError {
+    /// HTTP status used when the error answers an HTTP request.
+    pub status: StatusCode,
+    /// The `errNo` value.
+    pub code: i32,
+    /// The `errMsg` value.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A refusal by the register handler, carrying its own `errNo`/`errMsg`.
+    pub fn refused(code: i32, message: String) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code,
+            message,
+        }
+    }
+
+    /// The same error answered with another HTTP status (an upgrade refused
+    /// for a reason the upgrade check chose the status of).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The JSON body `{"errNo", "errMsg"}`.
+    pub fn body(&self) -> Value {
+        json!({ "errNo": self.code, "errMsg": self.message })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+/// The body of a successful reverse push: `{"errNo": 0, "errMsg": "ok"}`.
+pub fn ok_body() -> Value {
+    ErrNo::OK.error().body()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_unique_and_in_order() {
+        for pair in ErrNo::ALL.windows(2) {
+            assert!(pair[0].number < pair[1].number, "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn messages_start_with_the_meaning() {
+        let error = ErrNo::CONNECTION_NOT_FOUND.with("abc");
+        assert_eq!(error.code, 2202);
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            error.message,
+            "no live connection with this id in this service: abc"
+        );
+        assert_eq!(
+            ErrNo::PAYLOAD_TOO_LARGE.over_limit(10, 4).message,
+            "payload larger than the limit: 10 bytes, the limit is 4"
+        );
+        assert_eq!(ok_body(), json!({"errNo": 0, "errMsg": "ok"}));
+    }
+}

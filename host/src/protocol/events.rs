@@ -1,0 +1,182 @@
+//! The events the gateway sends handlers, one per [`Role`]: *connecting*
+//! (register), *data send* (transfer) and *closing* (cleanup), as
+//! `docs/protocol.md` §1, §2 and §4 spell them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use serde_json::{json, Map};
+
+use super::{CloseReason, Payload, BASE64};
+
+/// The lifecycle role a handler is called in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// A client asks to connect.
+    Register,
+    /// A client sent a message.
+    Transfer,
+    /// A connection ended.
+    Cleanup,
+}
+
+impl Role {
+    /// All roles, in lifecycle order.
+    pub const ALL: [Role; 3] = [Role::Register, Role::Transfer, Role::Cleanup];
+
+    /// The lower-case name, as in role file names and log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Register => "register",
+            Role::Transfer => "transfer",
+            Role::Cleanup => "cleanup",
+        }
+    }
+
+    /// The role whose event has this `websocket.action`.
+    pub fn of_action(action: &str) -> Option<Self> {
+        match action {
+            "connecting" => Some(Role::Register),
+            "data send" => Some(Role::Transfer),
+            "closing" => Some(Role::Cleanup),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the gateway knows about an upgrade request when it builds the
+/// *connecting* event.
+#[derive(Debug, Clone)]
+pub struct ConnectingRequest<'a> {
+    /// The service addressed.
+    pub service: &'a str,
+    /// The request path, e.g. `/ws/chat`.
+    pub path: &'a str,
+    /// This call's request id.
+    pub request_id: &'a str,
+    /// The new connection's id.
+    pub connection_id: &'a str,
+    /// The client's address.
+    pub source_ip: IpAddr,
+    /// Upgrade request headers, names lower-case.
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters.
+    pub query: BTreeMap<String, String>,
+}
+
+/// Builds the *connecting* event for the register handler.
+pub fn connecting_event(request: &ConnectingRequest<'_>) -> String {
+    let mut websocket = Map::new();
+    websocket.insert("action".into(), "connecting".into());
+    websocket.insert("secConnectionID".into(), request.connection_id.into());
+    if let Some(protocol) = request.headers.get("sec-websocket-protocol") {
+        websocket.insert("secWebSocketProtocol".into(), protocol.as_str().into());
+    }
+    if let Some(extensions) = request.headers.get("sec-websocket-extensions") {
+        websocket.insert("secWebSocketExtensions".into(), extensions.as_str().into());
+    }
+    json!({
+        "requestContext": {
+            "serviceName": request.service,
+            "path": request.path,
+            "httpMethod": "GET",
+            "requestId": request.request_id,
+            "identity": {},
+            "sourceIp": request.source_ip.to_string(),
+            "stage": "release",
+            "websocketEnable": true,
+        },
+        "websocket": websocket,
+        "headers": request.headers,
+        "queryString": request.query,
+    })
+    .to_string()
+}
+
+/// Builds the *data send* event for the transfer handler. Serialized from
+/// borrowed fields (keys in the same sorted order as the other events), as
+/// it is built for every client message.
+pub fn data_send_event(connection_id: &str, payload: &Payload) -> String {
+    #[derive(serde::Serialize)]
+    struct Event<'a> {
+        websocket: DataSend<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct DataSend<'a> {
+        action: &'static str,
+        data: &'a str,
+        #[serde(rename = "dataType")]
+        data_type: &'static str,
+        #[serde(rename = "secConnectionID")]
+        connection_id: &'a str,
+    }
+    let (data_type, data) = match payload {
+        Payload::Text(text) => ("text", std::borrow::Cow::Borrowed(text.as_str())),
+        Payload::Binary(bytes) => ("binary", std::borrow::Cow::Owned(BASE64.encode(bytes))),
+    };
+    serde_json::to_string(&Event {
+        websocket: DataSend {
+            action: "data send",
+            data: &data,
+            data_type,
+            connection_id,
+        },
+    })
+    .expect("an event of strings serializes")
+}
+
+/// Builds the *closing* event for the cleanup handler.
+pub fn closing_event(connection_id: &str, reason: CloseReason, client_code: Option<u16>) -> String {
+    let mut websocket = Map::new();
+    websocket.insert("action".into(), "closing".into());
+    websocket.insert("secConnectionID".into(), connection_id.into());
+    websocket.insert("closeReason".into(), reason.as_str().into());
+    if let Some(code) = client_code {
+        websocket.insert("closeCode".into(), code.into());
+    }
+    json!({ "websocket": websocket }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use serde_json::Value;
+
+    #[test]
+    fn events_carry_exact_field_names() {
+        let event: Value = serde_json::from_str(&data_send_event(
+            "id",
+            &Payload::Binary(Bytes::from_static(b"\xff")),
+        ))
+        .unwrap();
+        assert_eq!(event["websocket"]["action"], "data send");
+        assert_eq!(event["websocket"]["secConnectionID"], "id");
+        assert_eq!(event["websocket"]["dataType"], "binary");
+        assert_eq!(event["websocket"]["data"], "/w==");
+        let closing: Value =
+            serde_json::from_str(&closing_event("id", CloseReason::Client, Some(1000))).unwrap();
+        assert_eq!(closing["websocket"]["closeReason"], "client");
+        assert_eq!(closing["websocket"]["closeCode"], 1000);
+    }
+
+    #[test]
+    fn each_action_names_its_role() {
+        for role in Role::ALL {
+            let action = match role {
+                Role::Register => "connecting",
+                Role::Transfer => "data send",
+                Role::Cleanup => "closing",
+            };
+            assert_eq!(Role::of_action(action), Some(role));
+        }
+        assert_eq!(Role::of_action("dance"), None);
+    }
+}

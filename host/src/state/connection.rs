@@ -1,0 +1,182 @@
+//! One connection as the state layer sees it: its id, its bounded outbound
+//! queue (drained into the socket by the connection's writer task), and the
+//! close request its session waits for.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use base64::Engine as _;
+use bytes::Bytes;
+use rand::TryRngCore;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::now_ms;
+use crate::protocol::{ApiError, CloseCause, ErrNo, Payload, BASE64};
+
+/// A message queued for a client.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A text frame.
+    Text(Utf8Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+}
+
+impl Outbound {
+    /// Size of the message body in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Binary(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether the message body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Payload> for Outbound {
+    fn from(payload: Payload) -> Self {
+        match payload {
+            Payload::Text(text) => Outbound::Text(text.into()),
+            Payload::Binary(bytes) => Outbound::Binary(bytes),
+        }
+    }
+}
+
+/// A new connection id: 128 bits from the OS's cryptographic generator,
+/// standard Base64.
+pub(crate) fn new_connection_id() -> Arc<str> {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random source is available");
+    BASE64.encode(bytes).into()
+}
+
+/// One live (or registering) connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub id: Arc<str>,
+    pub service: Arc<str>,
+    pub source_ip: IpAddr,
+    pub connected_at_ms: u64,
+    last_active_ms: AtomicU64,
+    outbound: mpsc::Sender<Outbound>,
+    closing: CancellationToken,
+    // A std mutex: set once, read once, never held across an await.
+    close_cause: Mutex<Option<CloseCause>>,
+}
+
+impl Connection {
+    /// A new connection of `service` with an outbound queue of `queue`
+    /// messages; the receiving end goes to its writer.
+    pub fn new(
+        service: &Arc<str>,
+        source_ip: IpAddr,
+        queue: usize,
+    ) -> (Self, mpsc::Receiver<Outbound>) {
+        let (sender, receiver) = mpsc::channel(queue.max(1));
+        let now = now_ms();
+        let connection = Self {
+            id: new_connection_id(),
+            service: service.clone(),
+            source_ip,
+            connected_at_ms: now,
+            last_active_ms: AtomicU64::new(now),
+            outbound: sender,
+            closing: CancellationToken::new(),
+            close_cause: Mutex::new(None),
+        };
+        (connection, receiver)
+    }
+
+    /// Records client activity (for `lastActiveAt`).
+    pub fn touch(&self) {
+        self.last_active_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Asks the connection's task to close it. The first cause wins.
+    pub fn close(&self, cause: CloseCause) {
+        let mut slot = self.close_cause.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(cause);
+        }
+        drop(slot);
+        self.closing.cancel();
+    }
+
+    /// The cause given to [`Connection::close`], if any.
+    pub fn close_cause(&self) -> Option<CloseCause> {
+        *self.close_cause.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves once [`Connection::close`] has been called.
+    pub fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
+    /// What the info routes report, with the groups it is in.
+    pub fn info(&self, groups: Option<&BTreeSet<Arc<str>>>) -> ConnectionInfo {
+        ConnectionInfo {
+            sec_connection_id: self.id.to_string(),
+            connected_at: self.connected_at_ms,
+            source_ip: self.source_ip.to_string(),
+            last_active_at: self.last_active_ms.load(Ordering::Relaxed),
+            groups: groups
+                .map(|groups| groups.iter().map(|g| g.to_string()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Queues a message; a full queue closes the connection as too slow.
+    pub fn send(&self, message: Outbound) -> Result<(), ApiError> {
+        match self.outbound.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CloseCause::SLOW_CLIENT);
+                Err(ErrNo::QUEUE_FULL.with(&self.id))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(ErrNo::CONNECTION_NOT_FOUND.with(&self.id))
+            }
+        }
+    }
+}
+
+/// What the info routes report about a connection (times in ms since the epoch).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    /// The connection id.
+    #[serde(rename = "secConnectionID")]
+    pub sec_connection_id: String,
+    /// When the upgrade was requested.
+    pub connected_at: u64,
+    /// The client's address.
+    pub source_ip: String,
+    /// When the client last sent a message.
+    pub last_active_at: u64,
+    /// The groups the connection is in, sorted.
+    pub groups: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_128_bits() {
+        let a = new_connection_id();
+        let b = new_connection_id();
+        assert_ne!(a, b);
+        assert_eq!(BASE64.decode(a.as_bytes()).unwrap().len(), 16);
+    }
+}

@@ -1,0 +1,131 @@
+//! Groups of one service: named sets of its connections, for broadcast.
+//!
+//! Both directions are kept (the members of each group, the groups of each
+//! connection), so a broadcast finds its members and a connection that ends
+//! leaves all its groups without a scan. Only non-empty groups exist.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::connection::Connection;
+use crate::protocol::{ApiError, ErrNo};
+
+/// Longest group name, in bytes.
+pub const MAX_GROUP_NAME_BYTES: usize = 128;
+
+/// Most groups one connection can be in at once.
+pub const MAX_GROUPS_PER_CONNECTION: usize = 64;
+
+/// Checks a group name against the limits.
+pub(crate) fn check_group(group: &str) -> Result<(), ApiError> {
+    if group.is_empty() {
+        return Err(ErrNo::INVALID_GROUP.with("empty name"));
+    }
+    if group.len() > MAX_GROUP_NAME_BYTES {
+        return Err(ErrNo::INVALID_GROUP.with(format_args!(
+            "name of {} bytes, longer than {MAX_GROUP_NAME_BYTES}",
+            group.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The groups of one service.
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    /// Members of each non-empty group, by connection id.
+    members: HashMap<Arc<str>, HashMap<Arc<str>, Arc<Connection>>>,
+    /// The groups of each connection that is in at least one.
+    memberships: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+}
+
+impl Groups {
+    /// Adds `connection` to `group`; joining a group again is a no-op.
+    pub fn join(&mut self, group: &str, connection: &Arc<Connection>) -> Result<(), ApiError> {
+        let groups = self.memberships.entry(connection.id.clone()).or_default();
+        if groups.contains(group) {
+            return Ok(());
+        }
+        if groups.len() >= MAX_GROUPS_PER_CONNECTION {
+            return Err(ErrNo::TOO_MANY_GROUPS.with(MAX_GROUPS_PER_CONNECTION));
+        }
+        let group: Arc<str> = group.into();
+        groups.insert(group.clone());
+        self.members
+            .entry(group)
+            .or_default()
+            .insert(connection.id.clone(), connection.clone());
+        Ok(())
+    }
+
+    /// Takes connection `id` out of `group`; whether it was in.
+    pub fn leave(&mut self, group: &str, id: &str) -> bool {
+        let was_member = self
+            .memberships
+            .get_mut(id)
+            .is_some_and(|groups| groups.remove(group));
+        if !was_member {
+            return false;
+        }
+        if self.memberships.get(id).is_some_and(BTreeSet::is_empty) {
+            self.memberships.remove(id);
+        }
+        self.remove_member(group, id);
+        true
+    }
+
+    /// Takes connection `id` out of every group; the groups it was in.
+    pub fn leave_all(&mut self, id: &str) -> Vec<Arc<str>> {
+        let Some(groups) = self.memberships.remove(id) else {
+            return Vec::new();
+        };
+        for group in &groups {
+            self.remove_member(group, id);
+        }
+        groups.into_iter().collect()
+    }
+
+    fn remove_member(&mut self, group: &str, id: &str) {
+        if let Some(members) = self.members.get_mut(group) {
+            members.remove(id);
+            if members.is_empty() {
+                self.members.remove(group);
+            }
+        }
+    }
+
+    /// The members of `group` but `except`.
+    pub fn members(&self, group: &str, except: Option<&str>) -> Vec<Arc<Connection>> {
+        self.members
+            .get(group)
+            .map(|members| {
+                members
+                    .values()
+                    .filter(|member| except != Some(&*member.id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The ids of the members of `group`, sorted.
+    pub fn member_ids(&self, group: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .members
+            .get(group)
+            .map(|members| members.keys().map(|id| id.to_string()).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// The groups connection `id` is in.
+    pub fn of(&self, id: &str) -> Option<&BTreeSet<Arc<str>>> {
+        self.memberships.get(id)
+    }
+
+    /// Number of non-empty groups.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+}

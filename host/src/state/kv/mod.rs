@@ -1,0 +1,227 @@
+//! Durable key-value state per service, behind the `kv` interface of the
+//! handler world.
+//!
+//! [`KvStore`] is what handlers reach: it checks the limits every backend
+//! shares (key and value sizes, the service's key quota is passed down) and
+//! hands the operation to a [`KvBackend`]. The first backend is redb
+//! ([`redb`]), embedded in the gateway's process; a backend shared by
+//! several gateway nodes (Redis) implements the same trait.
+//!
+//! Rows are always addressed by `(service, key)`, so a service can only
+//! ever reach its own keys, whatever the backend.
+
+mod redb;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::protocol::{ApiError, ErrNo};
+
+pub use self::redb::{RedbBackend, SWEEP_EVERY};
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+
+/// Largest value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// Most keys returned by one `list-keys` page.
+pub const LIST_PAGE_KEYS: usize = 1000;
+
+/// A page of keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPage {
+    /// Keys in byte order.
+    pub keys: Vec<String>,
+    /// The last key of a full page, to continue after; `None` on the last page.
+    pub cursor: Option<String>,
+}
+
+/// Where a service's rows are stored. Keys and values reaching a backend
+/// have been checked against [`MAX_KEY_BYTES`] and [`MAX_VALUE_BYTES`].
+///
+/// Contract: a write returns once it is durable as far as the backend
+/// promises; `increment` and `compare_and_swap` are atomic against every
+/// other write of the same key; an expired key reads as absent at once;
+/// a new row is refused with errNo 2403 when the service already holds
+/// `max_keys` live rows.
+#[async_trait::async_trait]
+pub trait KvBackend: Send + Sync + std::fmt::Debug {
+    /// The value of `key`, if present and not expired.
+    async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, ApiError>;
+
+    /// Whether `key` is present and not expired.
+    async fn exists(&self, service: &str, key: &str) -> Result<bool, ApiError>;
+
+    /// Keys starting with `prefix` after `cursor`, at most
+    /// [`LIST_PAGE_KEYS`], in byte order.
+    async fn list_keys(
+        &self,
+        service: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, ApiError>;
+
+    /// Number of rows the service holds (expired ones may count until
+    /// they are removed).
+    async fn count(&self, service: &str) -> Result<u64, ApiError>;
+
+    /// Sets `key`, with an optional time to live.
+    async fn set(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), ApiError>;
+
+    /// Removes `key`; whether it existed (and had not expired).
+    async fn delete(&self, service: &Arc<str>, key: String) -> Result<bool, ApiError>;
+
+    /// Adds `delta` to the decimal counter at `key` (absent counts as 0);
+    /// the new value.
+    async fn increment(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, ApiError>;
+
+    /// Sets `key` to `value` if it currently holds `expected` (`None`:
+    /// absent); whether it did.
+    async fn compare_and_swap(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool, ApiError>;
+}
+
+/// Checks a key against the limits.
+pub fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ErrNo::INVALID_KEY.with("empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ErrNo::INVALID_KEY.with(format_args!(
+            "{} bytes, longer than {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8]) -> Result<(), ApiError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(ErrNo::VALUE_TOO_LARGE.over_limit(value.len(), MAX_VALUE_BYTES));
+    }
+    Ok(())
+}
+
+/// The gateway's key-value store: the limits, then the backend. Cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct KvStore {
+    backend: Arc<dyn KvBackend>,
+}
+
+impl KvStore {
+    /// A store on `backend`.
+    pub fn new(backend: Arc<dyn KvBackend>) -> Self {
+        Self { backend }
+    }
+
+    /// The redb store in the file `path`, created if needed. Fails when
+    /// another process holds it open.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self::new(Arc::new(RedbBackend::open(path)?)))
+    }
+
+    /// A redb store in memory, gone when the process ends (for `wasmgate
+    /// invoke` and tests that do not need durability).
+    pub fn in_memory() -> anyhow::Result<Self> {
+        Ok(Self::new(Arc::new(RedbBackend::in_memory()?)))
+    }
+
+    /// The value of `key`, if present and not expired.
+    pub async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        check_key(key)?;
+        self.backend.get(service, key).await
+    }
+
+    /// Whether `key` is present and not expired, without copying its value.
+    pub async fn exists(&self, service: &str, key: &str) -> Result<bool, ApiError> {
+        check_key(key)?;
+        self.backend.exists(service, key).await
+    }
+
+    /// Keys of `service` starting with `prefix`, after `cursor`.
+    pub async fn list_keys(
+        &self,
+        service: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, ApiError> {
+        self.backend.list_keys(service, prefix, cursor).await
+    }
+
+    /// Number of rows `service` holds (expired ones until they are removed).
+    pub async fn count(&self, service: &str) -> Result<u64, ApiError> {
+        self.backend.count(service).await
+    }
+
+    /// Sets `key`, with an optional time to live; returns once durable.
+    pub async fn set(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), ApiError> {
+        check_key(&key)?;
+        check_value(&value)?;
+        self.backend.set(service, max_keys, key, value, ttl).await
+    }
+
+    /// Removes `key`; whether it existed (and had not expired).
+    pub async fn delete(&self, service: &Arc<str>, key: String) -> Result<bool, ApiError> {
+        check_key(&key)?;
+        self.backend.delete(service, key).await
+    }
+
+    /// Adds `delta` to the decimal counter at `key`; the new value.
+    pub async fn increment(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, ApiError> {
+        check_key(&key)?;
+        self.backend.increment(service, max_keys, key, delta).await
+    }
+
+    /// Sets `key` to `value` if it currently holds `expected`.
+    pub async fn compare_and_swap(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool, ApiError> {
+        check_key(&key)?;
+        check_value(&value)?;
+        self.backend
+            .compare_and_swap(service, max_keys, key, expected, value)
+            .await
+    }
+}

@@ -1,0 +1,268 @@
+//! The embedded backend: every service's rows in one [redb] file.
+//!
+//! Why redb: an embedded, pure-Rust store with ACID transactions, crash
+//! safety by copy-on-write B-trees and checksums, and no C toolchain or server
+//! to install. SQLite would do as well but brings a C build and a query
+//! language the gateway does not need.
+//!
+//! Rows live in one table keyed by `(service, key)`. Reads run on the
+//! caller's thread in their own read transaction. Writes go to one writer
+//! thread that commits them in groups: it takes every write that is waiting,
+//! applies them in order in one transaction and commits once (one `fsync`
+//! for the group), and only then answers each caller. So a write
+//! acknowledged to a handler is on disk, and atomic operations (`increment`,
+//! `compare-and-swap`) are atomic because exactly one thread applies writes.
+//!
+//! Expiry is lazy: an expired key reads as absent at once, and its row is
+//! removed by a sweep (every [`SWEEP_EVERY`], and for a service that reaches
+//! its key limit before the limit is enforced).
+
+mod writer;
+
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use tokio::sync::oneshot;
+
+use self::writer::{count_of, write_loop, Job, WriteOp, Written};
+
+use super::{KeyPage, KvBackend, LIST_PAGE_KEYS};
+use crate::protocol::{ApiError, ErrNo};
+use crate::state::now_ms;
+
+/// How often expired keys are removed from disk.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// `(service, key)` → `(expires_at_ms or 0, value)`.
+pub(super) const ENTRIES: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("kv");
+
+/// `service` → number of rows it holds (expired rows included until swept).
+pub(super) const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("kv_counts");
+
+/// The redb backend. Cheap to clone.
+#[derive(Clone)]
+pub struct RedbBackend {
+    db: Arc<Database>,
+    writes: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for RedbBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbBackend").finish_non_exhaustive()
+    }
+}
+
+pub(super) fn storage(error: impl Into<redb::Error>) -> ApiError {
+    ErrNo::STORAGE.with(error.into())
+}
+
+pub(super) fn live(expires_at_ms: u64, now: u64) -> bool {
+    expires_at_ms == 0 || expires_at_ms > now
+}
+
+impl RedbBackend {
+    /// Opens (or creates) the store in the file `path`. Fails when another
+    /// process holds it open.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| anyhow::anyhow!("opening the state store {}: {e}", path.display()))?;
+        Self::start(db)
+    }
+
+    /// A store in memory, gone when the process ends.
+    pub fn in_memory() -> anyhow::Result<Self> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Self::start(db)
+    }
+
+    fn start(db: Database) -> anyhow::Result<Self> {
+        let txn = db.begin_write()?;
+        txn.open_table(ENTRIES)?;
+        txn.open_table(COUNTS)?;
+        txn.commit()?;
+        let db = Arc::new(db);
+        let (writes, receiver) = mpsc::channel();
+        let writer_db = db.clone();
+        // The thread ends, and lets go of the file, once every clone of the
+        // backend is dropped.
+        std::thread::Builder::new()
+            .name("wasmgate-kv".into())
+            .spawn(move || write_loop(&writer_db, &receiver))?;
+        Ok(Self { db, writes })
+    }
+
+    async fn write(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        op: WriteOp,
+    ) -> Result<Written, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(Job {
+                service: service.clone(),
+                max_keys,
+                op,
+                reply,
+            })
+            .map_err(|_| ErrNo::STORAGE.with("the store is closed"))?;
+        answer
+            .await
+            .map_err(|_| ErrNo::STORAGE.with("the store's writer stopped"))?
+    }
+
+    fn read<T>(
+        &self,
+        read: impl FnOnce(
+            &redb::ReadOnlyTable<(&'static str, &'static str), (u64, &'static [u8])>,
+            u64,
+        ) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(ENTRIES).map_err(storage)?;
+        read(&table, now_ms())
+    }
+}
+
+#[async_trait::async_trait]
+impl KvBackend for RedbBackend {
+    async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        self.read(|table, now| {
+            Ok(table
+                .get((service, key))
+                .map_err(storage)?
+                .and_then(|entry| {
+                    let (expires_at_ms, value) = entry.value();
+                    live(expires_at_ms, now).then(|| value.to_vec())
+                }))
+        })
+    }
+
+    async fn exists(&self, service: &str, key: &str) -> Result<bool, ApiError> {
+        self.read(|table, now| {
+            Ok(table
+                .get((service, key))
+                .map_err(storage)?
+                .is_some_and(|entry| live(entry.value().0, now)))
+        })
+    }
+
+    async fn list_keys(
+        &self,
+        service: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+    ) -> Result<KeyPage, ApiError> {
+        self.read(|table, now| {
+            let start = match cursor {
+                Some(cursor) if cursor >= prefix => cursor,
+                _ => prefix,
+            };
+            let mut keys = Vec::new();
+            let mut full = false;
+            for entry in table.range((service, start)..).map_err(storage)? {
+                let (key, entry) = entry.map_err(storage)?;
+                let (owner, key) = key.value();
+                if owner != service || !key.starts_with(prefix) {
+                    break;
+                }
+                if Some(key) == cursor || !live(entry.value().0, now) {
+                    continue;
+                }
+                if keys.len() == LIST_PAGE_KEYS {
+                    full = true;
+                    break;
+                }
+                keys.push(key.to_owned());
+            }
+            let cursor = if full { keys.last().cloned() } else { None };
+            Ok(KeyPage { keys, cursor })
+        })
+    }
+
+    async fn count(&self, service: &str) -> Result<u64, ApiError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let counts = txn.open_table(COUNTS).map_err(storage)?;
+        count_of(&counts, service)
+    }
+
+    async fn set(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), ApiError> {
+        let expires_at_ms = match ttl {
+            None => 0,
+            Some(ttl) => now_ms()
+                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+                .max(1),
+        };
+        self.write(
+            service,
+            max_keys,
+            WriteOp::Set {
+                key,
+                value,
+                expires_at_ms,
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete(&self, service: &Arc<str>, key: String) -> Result<bool, ApiError> {
+        match self.write(service, 0, WriteOp::Delete { key }).await? {
+            Written::Existed(existed) => Ok(existed),
+            other => unreachable!("delete answered {other:?}"),
+        }
+    }
+
+    async fn increment(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, ApiError> {
+        match self
+            .write(service, max_keys, WriteOp::Increment { key, delta })
+            .await?
+        {
+            Written::Counter(value) => Ok(value),
+            other => unreachable!("increment answered {other:?}"),
+        }
+    }
+
+    async fn compare_and_swap(
+        &self,
+        service: &Arc<str>,
+        max_keys: u64,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool, ApiError> {
+        match self
+            .write(
+                service,
+                max_keys,
+                WriteOp::CompareAndSwap {
+                    key,
+                    expected,
+                    value,
+                },
+            )
+            .await?
+        {
+            Written::Swapped(swapped) => Ok(swapped),
+            other => unreachable!("compare-and-swap answered {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The connection registry of this node, and the single-node [`Broker`]:
+//! every connection and group a routed request can reach is here.
+//!
+//! Connections are kept per service: a lookup always names the caller's
+//! service, so an id of another service is simply "not found". A connection
+//! leaves all of its groups when it leaves the registry.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use super::connection::{Connection, ConnectionInfo, Outbound};
+use super::groups::{check_group, Groups};
+use super::Broker;
+use crate::protocol::{ApiError, CloseCause, ErrNo};
+
+/// Live connections and groups of one service.
+#[derive(Debug, Default)]
+struct ServiceConnections {
+    /// Connections by id.
+    connections: HashMap<Arc<str>, Arc<Connection>>,
+    groups: Groups,
+}
+
+impl ServiceConnections {
+    fn connection(&self, id: &str) -> Result<&Arc<Connection>, ApiError> {
+        self.connections
+            .get(id)
+            .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))
+    }
+
+    fn info(&self, connection: &Connection) -> ConnectionInfo {
+        connection.info(self.groups.of(&connection.id))
+    }
+}
+
+/// The registry of this node's connections, by service. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    // A std mutex: every critical section is a map operation, never an await.
+    services: Arc<Mutex<HashMap<Arc<str>, ServiceConnections>>>,
+}
+
+/// A connection reserved in the router, with the receiving end of its queue.
+pub(crate) struct Reservation {
+    pub connection: Arc<Connection>,
+    pub outbound: mpsc::Receiver<Outbound>,
+}
+
+impl Router {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, ServiceConnections>> {
+        self.services.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves a new connection of `service`, or refuses when the service
+    /// already holds `max_connections`.
+    pub(crate) fn reserve(
+        &self,
+        service: &Arc<str>,
+        source_ip: IpAddr,
+        queue: usize,
+        max_connections: usize,
+    ) -> Result<Reservation, ApiError> {
+        let (connection, outbound) = Connection::new(service, source_ip, queue);
+        let connection = Arc::new(connection);
+        let mut services = self.lock();
+        let state = services.entry(service.clone()).or_default();
+        if state.connections.len() >= max_connections {
+            return Err(ErrNo::TOO_MANY_CONNECTIONS.with(max_connections));
+        }
+        state
+            .connections
+            .insert(connection.id.clone(), connection.clone());
+        Ok(Reservation {
+            connection,
+            outbound,
+        })
+    }
+
+    /// Removes a connection, and takes it out of every group; later pushes
+    /// to it are "not found". Returns the groups it was in.
+    pub(crate) fn remove(&self, connection: &Connection) -> Vec<Arc<str>> {
+        let mut services = self.lock();
+        let Some(state) = services.get_mut(&connection.service) else {
+            return Vec::new();
+        };
+        let groups = match state.connections.get(&connection.id) {
+            // Only the connection itself, not a later one that reused the id.
+            Some(current) if std::ptr::eq(&**current, connection) => {
+                state.connections.remove(&connection.id);
+                state.groups.leave_all(&connection.id)
+            }
+            _ => Vec::new(),
+        };
+        if state.connections.is_empty() {
+            services.remove(&connection.service);
+        }
+        groups
+    }
+
+    fn find(&self, service: &str, id: &str) -> Result<Arc<Connection>, ApiError> {
+        let services = self.lock();
+        services
+            .get(service)
+            .and_then(|state| state.connections.get(id))
+            .cloned()
+            .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))
+    }
+
+    /// Queues `message` for one connection of `service`.
+    pub fn deliver(&self, service: &str, id: &str, message: Outbound) -> Result<(), ApiError> {
+        self.find(service, id)?.send(message)
+    }
+
+    /// Asks one connection of `service` to close, as the service's own close.
+    pub fn close(&self, service: &str, id: &str) -> Result<(), ApiError> {
+        self.find(service, id)?.close(CloseCause::SERVER);
+        Ok(())
+    }
+
+    /// Queues `message` for every member of `group` but `except`. The
+    /// message is shared between the members' queues, not copied. A member
+    /// whose queue is full is closed as a slow client and not counted.
+    pub fn broadcast(
+        &self,
+        service: &str,
+        group: &str,
+        message: Outbound,
+        except: Option<&str>,
+    ) -> Result<usize, ApiError> {
+        check_group(group)?;
+        let members = self
+            .lock()
+            .get(service)
+            .map(|state| state.groups.members(group, except))
+            .unwrap_or_default();
+        // Sending wakes the members' writers; do it outside the lock.
+        Ok(members
+            .iter()
+            .filter(|member| member.send(message.clone()).is_ok())
+            .count())
+    }
+
+    /// Adds a live connection of `service` to `group`.
+    pub fn join(&self, service: &str, group: &str, id: &str) -> Result<(), ApiError> {
+        check_group(group)?;
+        let mut services = self.lock();
+        let state = services
+            .get_mut(service)
+            .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
+        let connection = state.connection(id)?.clone();
+        state.groups.join(group, &connection)
+    }
+
+    /// Takes a live connection of `service` out of `group`; whether it was in.
+    pub fn leave(&self, service: &str, group: &str, id: &str) -> Result<bool, ApiError> {
+        check_group(group)?;
+        let mut services = self.lock();
+        let state = services
+            .get_mut(service)
+            .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
+        state.connection(id)?;
+        Ok(state.groups.leave(group, id))
+    }
+
+    /// The ids of the members of `group`, sorted.
+    pub fn members(&self, service: &str, group: &str) -> Result<Vec<String>, ApiError> {
+        check_group(group)?;
+        Ok(self
+            .lock()
+            .get(service)
+            .map(|state| state.groups.member_ids(group))
+            .unwrap_or_default())
+    }
+
+    /// The groups of a live connection of `service`, sorted.
+    pub fn groups_of(&self, service: &str, id: &str) -> Result<Vec<String>, ApiError> {
+        let services = self.lock();
+        let state = services
+            .get(service)
+            .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
+        state.connection(id)?;
+        Ok(state
+            .groups
+            .of(id)
+            .map(|groups| groups.iter().map(|g| g.to_string()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Number of groups with at least one member, per service.
+    pub fn group_count(&self, service: &str) -> usize {
+        self.lock()
+            .get(service)
+            .map_or(0, |state| state.groups.len())
+    }
+
+    /// Live connections of a service, oldest first.
+    pub fn list(&self, service: &str) -> Vec<ConnectionInfo> {
+        let mut list: Vec<_> = self
+            .lock()
+            .get(service)
+            .map(|state| state.connections.values().map(|c| state.info(c)).collect())
+            .unwrap_or_default();
+        list.sort_by_key(|c| c.connected_at);
+        list
+    }
+
+    /// One connection of a service.
+    pub fn info(&self, service: &str, id: &str) -> Result<ConnectionInfo, ApiError> {
+        let services = self.lock();
+        let state = services
+            .get(service)
+            .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
+        Ok(state.info(state.connection(id)?))
+    }
+
+    /// Number of connections of a service.
+    pub fn count(&self, service: &str) -> usize {
+        self.lock()
+            .get(service)
+            .map_or(0, |state| state.connections.len())
+    }
+
+    /// Asks every connection of every service (or of one) to close.
+    pub(crate) fn close_all(&self, service: Option<&str>, cause: CloseCause) {
+        let targets: Vec<Arc<Connection>> = self
+            .lock()
+            .iter()
+            .filter(|(name, _)| service.is_none_or(|s| s == &***name))
+            .flat_map(|(_, state)| state.connections.values().cloned())
+            .collect();
+        for connection in targets {
+            connection.close(cause);
+        }
+    }
+}
+
+/// On a single node every connection is local: each call is answered from
+/// the registry at once.
+#[async_trait::async_trait]
+impl Broker for Router {
+    async fn deliver(&self, service: &str, id: &str, message: Outbound) -> Result<(), ApiError> {
+        Router::deliver(self, service, id, message)
+    }
+
+    async fn close(&self, service: &str, id: &str) -> Result<(), ApiError> {
+        Router::close(self, service, id)
+    }
+
+    async fn broadcast(
+        &self,
+        service: &str,
+        group: &str,
+        message: Outbound,
+        except: Option<&str>,
+    ) -> Result<usize, ApiError> {
+        Router::broadcast(self, service, group, message, except)
+    }
+
+    async fn join(&self, service: &str, group: &str, id: &str) -> Result<(), ApiError> {
+        Router::join(self, service, group, id)
+    }
+
+    async fn leave(&self, service: &str, group: &str, id: &str) -> Result<bool, ApiError> {
+        Router::leave(self, service, group, id)
+    }
+
+    async fn members(&self, service: &str, group: &str) -> Result<Vec<String>, ApiError> {
+        Router::members(self, service, group)
+    }
+
+    async fn groups_of(&self, service: &str, id: &str) -> Result<Vec<String>, ApiError> {
+        Router::groups_of(self, service, id)
+    }
+
+    async fn connections(&self, service: &str) -> Result<Vec<ConnectionInfo>, ApiError> {
+        Ok(Router::list(self, service))
+    }
+
+    async fn connection(&self, service: &str, id: &str) -> Result<ConnectionInfo, ApiError> {
+        Router::info(self, service, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Payload, PushRequest};
+    use crate::state::groups::MAX_GROUPS_PER_CONNECTION;
+    use crate::state::route;
+    use bytes::Bytes;
+
+    fn ip() -> IpAddr {
+        IpAddr::from([127, 0, 0, 1])
+    }
+
+    #[tokio::test]
+    async fn routes_only_within_the_service() {
+        let router = Router::default();
+        let chat: Arc<str> = "chat".into();
+        let mut reservation = router.reserve(&chat, ip(), 4, 10).unwrap();
+        let id = reservation.connection.id.to_string();
+        let send = |service: &'static str| {
+            let request = PushRequest::Send {
+                connection_id: id.clone(),
+                payload: Payload::Text("hi".into()),
+            };
+            let router = router.clone();
+            async move { route(&router, service, request).await }
+        };
+        assert_eq!(send("other").await.unwrap_err().code, 2202);
+        send("chat").await.unwrap();
+        assert!(matches!(reservation.outbound.recv().await, Some(Outbound::Text(t)) if t == "hi"));
+        assert_eq!(router.list("chat").len(), 1);
+        assert!(router.list("other").is_empty());
+        router.remove(&reservation.connection);
+        assert_eq!(send("chat").await.unwrap_err().code, 2202);
+    }
+
+    #[test]
+    fn full_queue_closes_the_slow_client() {
+        let router = Router::default();
+        let svc: Arc<str> = "svc".into();
+        let reservation = router.reserve(&svc, ip(), 1, 10).unwrap();
+        let id = reservation.connection.id.to_string();
+        let push = || router.deliver("svc", &id, Outbound::Binary(Bytes::from_static(b"x")));
+        push().unwrap();
+        assert_eq!(push().unwrap_err().code, 2203);
+        assert_eq!(
+            reservation.connection.close_cause(),
+            Some(CloseCause::SLOW_CLIENT)
+        );
+    }
+
+    #[test]
+    fn connection_cap_is_per_service() {
+        let router = Router::default();
+        let a: Arc<str> = "a".into();
+        let b: Arc<str> = "b".into();
+        let _first = router.reserve(&a, ip(), 1, 1).unwrap();
+        assert_eq!(router.reserve(&a, ip(), 1, 1).err().unwrap().code, 2303);
+        assert!(router.reserve(&b, ip(), 1, 1).is_ok());
+    }
+
+    #[tokio::test]
+    async fn groups_broadcast_share_the_message_and_end_with_the_connection() {
+        let router = Router::default();
+        let chat: Arc<str> = "chat".into();
+        let other: Arc<str> = "other".into();
+        let mut a = router.reserve(&chat, ip(), 4, 10).unwrap();
+        let mut b = router.reserve(&chat, ip(), 4, 10).unwrap();
+        let mut stranger = router.reserve(&other, ip(), 4, 10).unwrap();
+        let (a_id, b_id) = (a.connection.id.to_string(), b.connection.id.to_string());
+        router.join("chat", "room", &a_id).unwrap();
+        router.join("chat", "room", &b_id).unwrap();
+        router
+            .join("other", "room", &stranger.connection.id)
+            .unwrap();
+        // Another service's connection cannot be added.
+        assert_eq!(
+            router
+                .join("chat", "room", &stranger.connection.id)
+                .unwrap_err()
+                .code,
+            2202
+        );
+        assert_eq!(router.join("chat", "", &a_id).unwrap_err().code, 2406);
+
+        let message = Outbound::Text("hi".into());
+        assert_eq!(
+            router
+                .broadcast("chat", "room", message, Some(&a_id))
+                .unwrap(),
+            1
+        );
+        assert!(matches!(b.outbound.recv().await, Some(Outbound::Text(t)) if t == "hi"));
+        assert!(a.outbound.try_recv().is_err());
+        assert!(stranger.outbound.try_recv().is_err());
+        assert_eq!(router.members("chat", "room").unwrap().len(), 2);
+        assert_eq!(router.info("chat", &a_id).unwrap().groups, ["room"]);
+
+        assert_eq!(router.remove(&a.connection), vec![Arc::<str>::from("room")]);
+        assert_eq!(router.members("chat", "room").unwrap(), vec![b_id.clone()]);
+        assert!(router.leave("chat", "room", &b_id).unwrap());
+        assert_eq!(router.group_count("chat"), 0);
+        assert_eq!(router.members("other", "room").unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_shares_one_buffer_between_all_members() {
+        let router = Router::default();
+        let svc: Arc<str> = "svc".into();
+        let mut members: Vec<_> = (0..100)
+            .map(|_| router.reserve(&svc, ip(), 4, 1000).unwrap())
+            .collect();
+        for member in &members {
+            router.join("svc", "all", &member.connection.id).unwrap();
+        }
+        let payload = Bytes::from(vec![7u8; 64 << 10]);
+        let address = payload.as_ptr();
+        let sent = router
+            .broadcast("svc", "all", Outbound::Binary(payload), None)
+            .unwrap();
+        assert_eq!(sent, 100);
+        for member in &mut members {
+            match member.outbound.recv().await {
+                // The same bytes, not a copy.
+                Some(Outbound::Binary(bytes)) => assert_eq!(bytes.as_ptr(), address),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_connection_has_at_most_so_many_groups() {
+        let router = Router::default();
+        let svc: Arc<str> = "svc".into();
+        let reservation = router.reserve(&svc, ip(), 1, 10).unwrap();
+        let id = reservation.connection.id.to_string();
+        for n in 0..MAX_GROUPS_PER_CONNECTION {
+            router.join("svc", &format!("g{n}"), &id).unwrap();
+        }
+        // Joining a group again is fine; a new one is not.
+        router.join("svc", "g0", &id).unwrap();
+        assert_eq!(router.join("svc", "one-more", &id).unwrap_err().code, 2407);
+    }
+
+    #[tokio::test]
+    async fn the_recorder_answers_like_a_broker_and_keeps_the_requests() {
+        let recorder = crate::state::Recorder::new();
+        let request = PushRequest::Send {
+            connection_id: "a".into(),
+            payload: Payload::Text("hi".into()),
+        };
+        assert_eq!(route(&recorder, "svc", request).await.unwrap(), 1);
+        assert_eq!(
+            route(
+                &recorder,
+                "svc",
+                PushRequest::Close {
+                    connection_id: "a".into()
+                }
+            )
+            .await
+            .unwrap(),
+            1
+        );
+        assert_eq!(
+            crate::state::Broker::join(&recorder, "svc", "", "a")
+                .await
+                .unwrap_err()
+                .code,
+            2406
+        );
+        assert_eq!(recorder.take_lines(), ["push a text hi", "close a"]);
+        assert!(recorder.take_lines().is_empty());
+    }
+}

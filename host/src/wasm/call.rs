@@ -1,0 +1,310 @@
+//! One event through a handler: a store (fresh, prepared ahead, or kept for
+//! reuse), the guest's `handle` call under the service's limits, and the
+//! reason a failed call failed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::capture::OutputLine;
+use super::epoch::EPOCH_TICK;
+use super::host_calls::bindings::wasmgate::gateway::types as wit;
+use super::host_calls::bindings::Handler;
+use super::reuse::{Reusable, ReuseKey};
+use super::store::{EventState, StateAccess};
+use super::{CallError, HandlerModule, Runtime, MAX_ANSWER_BYTES};
+use crate::protocol::Role;
+use crate::state::Broker;
+
+/// A call that has run this long is treated as CPU-bound and niced: after
+/// each further tick of guest time it sleeps [`NICE_SLEEP_TICKS`] ticks. Real
+/// handlers answer well within it; a spinning or heavy one still finishes (or
+/// times out) but takes at most about a tenth of a core meanwhile.
+pub const NICE_AFTER: Duration = Duration::from_millis(3);
+
+/// Ticks a niced call sleeps between ticks of guest time.
+pub const NICE_SLEEP_TICKS: u32 = 9;
+
+/// Everything a call needs besides the handler itself.
+pub struct CallSpec {
+    pub(crate) service: Arc<str>,
+    pub(crate) role: Role,
+    pub(crate) request_id: Arc<str>,
+    pub(crate) connection_id: Arc<str>,
+    pub(crate) event: String,
+    pub(crate) timeout: Duration,
+    pub(crate) memory_limit_bytes: usize,
+    pub(crate) env: Arc<BTreeMap<String, String>>,
+    /// Where the call's pushes, closes and group changes go.
+    pub(crate) broker: Arc<dyn Broker>,
+    /// The service's `max_message_bytes`.
+    pub(crate) max_message_bytes: usize,
+    /// Events one instance may serve (`instance_reuse`); 0 = a fresh
+    /// instance per event.
+    pub(crate) instance_reuse: u32,
+    /// Fresh-instance mode only: whether to instantiate the handler's next
+    /// instance after this call (a gateway expects more events; a single
+    /// `wasmgate invoke` does not).
+    pub(crate) prepare_next: bool,
+    pub(crate) state: StateAccess,
+}
+
+impl std::fmt::Debug for CallSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallSpec")
+            .field("service", &self.service)
+            .field("role", &self.role)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a call: the answer or the failure, and what the handler printed.
+#[derive(Debug)]
+pub struct CallOutcome {
+    /// The answer JSON, or why the call failed.
+    pub result: Result<String, CallError>,
+    /// Lines the handler wrote to stdout/stderr or logged, and, under
+    /// `wasmgate invoke`, the pushes it made.
+    pub output: Vec<OutputLine>,
+}
+
+/// A store (with its WASI context and output captures, once the guest used
+/// them) and its instance, once instantiated: what instance reuse keeps
+/// between events.
+pub(crate) struct Live {
+    store: Store<EventState>,
+    instance: Option<Handler>,
+}
+
+/// The per-store settings a reused instance must share with the event.
+pub(crate) struct LiveKey {
+    env: Arc<BTreeMap<String, String>>,
+    memory_limit_bytes: usize,
+}
+
+impl ReuseKey for Live {
+    type Key = LiveKey;
+
+    /// Read from the store's own state: its environment is fixed when the
+    /// store is made, and its memory limit, set again for every event, only
+    /// ever takes the one value this check lets through.
+    fn fits(&self, key: &LiveKey) -> bool {
+        let state = self.store.data();
+        (Arc::ptr_eq(&state.env, &key.env) || state.env == key.env)
+            && state.limiter.memory_limit == key.memory_limit_bytes
+    }
+}
+
+impl Runtime {
+    /// A new store for `spec`'s service, without an instance yet.
+    fn new_live(&self, spec: &CallSpec) -> Live {
+        let state = EventState::new(
+            spec.service.clone(),
+            spec.env.clone(),
+            spec.broker.clone(),
+            spec.state.clone(),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        Live {
+            store,
+            instance: None,
+        }
+    }
+
+    /// Creates a fresh store for `spec` and instantiates `module` in it,
+    /// then drops both: the instantiation stage of a call on its own, for
+    /// [`crate::stages`].
+    pub(crate) async fn instantiate_only(
+        &self,
+        module: &HandlerModule,
+        spec: &CallSpec,
+    ) -> Result<(), CallError> {
+        let _ticking = self.ticker.hold();
+        let mut live = self.new_live(spec);
+        begin_event(&mut live.store, spec, Instant::now());
+        match module.pre.instantiate_async(&mut live.store).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(classify(
+                error,
+                live.store.data().limiter.hit,
+                spec.memory_limit_bytes,
+                spec.timeout,
+                true,
+            )),
+        }
+    }
+
+    /// Runs one event through a handler: in a fresh store, or, when the
+    /// service reuses instances, in an idle one of this handler if there is.
+    pub async fn call(&self, module: &HandlerModule, spec: CallSpec) -> CallOutcome {
+        // The epoch advances only while some call runs.
+        let _ticking = self.ticker.hold();
+        let reuse = spec.instance_reuse;
+        let key = LiveKey {
+            env: spec.env.clone(),
+            memory_limit_bytes: spec.memory_limit_bytes,
+        };
+        // Without reuse, only a prepared, never-used instance qualifies.
+        let taken = module.pool.take(&key, reuse.max(1));
+        let (mut live, uses) = match taken {
+            Some(reusable) => (reusable.live, reusable.uses),
+            None => (self.new_live(&spec), 0),
+        };
+        let started = Instant::now();
+        begin_event(&mut live.store, &spec, started);
+        let deadline_ms = SystemTime::now()
+            .checked_add(spec.timeout)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        let context = wit::Context {
+            service: spec.service.to_string(),
+            role: spec.role.into(),
+            request_id: spec.request_id.to_string(),
+            connection_id: spec.connection_id.to_string(),
+            deadline_ms,
+        };
+
+        let store = &mut live.store;
+        let slot = &mut live.instance;
+        let run = async {
+            if slot.is_none() {
+                let instance = module
+                    .pre
+                    .instantiate_async(&mut *store)
+                    .await
+                    .map_err(|e| (true, e))?;
+                *slot = Some(instance);
+            }
+            let instance = slot.as_ref().expect("instantiated above");
+            instance
+                .call_handle(&mut *store, &context, &spec.event)
+                .await
+                .map_err(|e| (false, e))
+        };
+        // The epoch deadline normally ends a long call; this outer bound also
+        // covers time spent outside guest code.
+        let outer = spec.timeout + EPOCH_TICK * 10;
+        let result = match tokio::time::timeout(outer, run).await {
+            Err(_) => Err(CallError::Timeout(spec.timeout)),
+            Ok(Ok(Ok(answer))) if answer.len() > MAX_ANSWER_BYTES => {
+                Err(CallError::AnswerTooLarge(answer.len()))
+            }
+            Ok(Ok(Ok(answer))) => Ok(answer),
+            Ok(Ok(Err(message))) => Err(CallError::Handler(message)),
+            Ok(Err((instantiating, error))) => Err(classify(
+                error,
+                live.store.data().limiter.hit,
+                spec.memory_limit_bytes,
+                spec.timeout,
+                instantiating,
+            )),
+        };
+        let mut output = std::mem::take(&mut live.store.data_mut().output);
+        live.store.data().take_printed(&mut output);
+        // Only an instance whose call succeeded serves again; any failure
+        // retires it with its store.
+        if reuse > 0 && result.is_ok() {
+            module.pool.put(
+                Reusable {
+                    live,
+                    uses: uses + 1,
+                },
+                reuse,
+                &self.idle,
+            );
+        } else {
+            drop(live);
+        }
+        if reuse == 0 && spec.prepare_next {
+            self.prepare_next(module, &spec).await;
+        }
+        CallOutcome { result, output }
+    }
+
+    /// Fresh-instance mode: instantiates the instance the handler's next
+    /// event will use, after this event's pushes have been sent, so
+    /// instantiation is off the next event's path. The instance serves
+    /// exactly one event, like any fresh one; at most one waits per loaded
+    /// handler, within the gateway's idle budget. Its start function runs
+    /// under the same deadline and limits as any call, with pushes going
+    /// nowhere; one that fails is retried, and reported, by the next
+    /// event's own instantiation.
+    async fn prepare_next(&self, module: &HandlerModule, spec: &CallSpec) {
+        if !module.pool.is_empty() {
+            return;
+        }
+        // The connection writers this call's pushes woke run first.
+        tokio::task::yield_now().await;
+        if !module.pool.is_empty() {
+            return;
+        }
+        let mut live = self.new_live(spec);
+        begin_event(&mut live.store, spec, Instant::now());
+        live.store.data_mut().broker = self.discard.clone();
+        let outer = spec.timeout + EPOCH_TICK * 10;
+        let instantiate = module.pre.instantiate_async(&mut live.store);
+        if let Ok(Ok(instance)) = tokio::time::timeout(outer, instantiate).await {
+            live.instance = Some(instance);
+            module.pool.put(Reusable { live, uses: 0 }, 1, &self.idle);
+        }
+    }
+}
+
+/// Sets up a store, new or reused, for one event: its scope, empty output,
+/// a cleared memory-limit flag and a new deadline.
+fn begin_event(store: &mut Store<EventState>, spec: &CallSpec, started: Instant) {
+    let state = store.data_mut();
+    state.broker = spec.broker.clone();
+    state.max_message_bytes = spec.max_message_bytes;
+    state.connection_id = spec.connection_id.clone();
+    state.state = spec.state.clone();
+    state.clear_output();
+    state.limiter.memory_limit = spec.memory_limit_bytes;
+    state.limiter.hit = false;
+    let deadline = started + spec.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        let now = Instant::now();
+        if now >= deadline {
+            Err(Trap::Interrupt.into())
+        } else if now < started + NICE_AFTER {
+            // tokio's own yield puts this task behind every other ready
+            // task; a plain self-wake could run it again at once and let
+            // a spinning guest starve other services' events.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        } else {
+            // A call past NICE_AFTER is CPU-bound: it keeps running, but
+            // at a tenth of a core, so it cannot crowd out short events
+            // of other services (or of its own) on a small machine.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::time::sleep(EPOCH_TICK * NICE_SLEEP_TICKS)),
+            ))
+        }
+    });
+}
+
+/// Turns a wasmtime error into the reason reported for the call.
+fn classify(
+    error: wasmtime::Error,
+    memory_limit_hit: bool,
+    memory_limit: usize,
+    timeout: Duration,
+    instantiating: bool,
+) -> CallError {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Timeout(timeout),
+        _ if memory_limit_hit => CallError::OutOfMemory(memory_limit),
+        Some(trap) if !instantiating => CallError::Trap(trap.to_string()),
+        Some(trap) => CallError::Instantiate(trap.to_string()),
+        None if instantiating => CallError::Instantiate(format!("{error:#}")),
+        None => CallError::Trap(format!("{error:#}")),
+    }
+}

@@ -1,0 +1,245 @@
+//! Running handlers: one [`Runtime`] (engine, linker, epoch ticker) for the
+//! whole gateway, one [`HandlerModule`] (a prepared `InstancePre`) per loaded
+//! handler file, and a fresh `Store` for every event — or, for a service
+//! that opts into `instance_reuse`, a store and instance kept from an
+//! earlier event of the same loaded handler (see [`reuse`]).
+//!
+//! A call is bounded three ways: memory by a per-call resource limiter below
+//! the pool's slot size, CPU by epoch interruption (the ticker advances the
+//! epoch every [`EPOCH_TICK`]; a running guest yields to the async runtime
+//! at each tick and traps once its deadline has passed), and wall time by a
+//! tokio time-out around the whole call, host calls included.
+//!
+//! - `call.rs`: one event through a handler, with its limits.
+//! - `store.rs`: what a store holds: the scope host calls act in, WASI,
+//!   the memory limiter, the output.
+//! - `host_calls/`: the imported interfaces, one file each.
+//! - `epoch.rs`, `reuse.rs`, `cache.rs`, `core_module.rs`, `capture.rs`:
+//!   the epoch ticker, instance reuse, the compile cache, core modules
+//!   wrapped into components, bounded output capture.
+
+pub(crate) mod cache;
+mod call;
+pub(crate) mod capture;
+pub(crate) mod core_module;
+mod epoch;
+mod host_calls;
+mod reuse;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use self::cache::CompileCache;
+use self::call::Live;
+use self::epoch::EpochTicker;
+use self::host_calls::bindings::{Handler, HandlerPre};
+use self::reuse::{IdleBudget, InstancePool};
+use self::store::{EventState, TABLE_ELEMENT_LIMIT};
+use crate::config::GatewayConfig;
+use crate::state::{Broker, Recorder};
+
+pub use self::call::{CallOutcome, CallSpec};
+pub use self::epoch::EPOCH_TICK;
+pub(crate) use self::store::StateAccess;
+
+/// Bytes of each freed memory and table slot reset in place (kept mapped)
+/// rather than returned to the kernel; see [`Runtime::new`].
+const KEEP_RESIDENT_BYTES: usize = 1 << 20;
+
+/// Largest answer a handler may return.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Why a handler file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a valid component, or it failed to compile.
+    #[error("does not compile: {0:#}")]
+    Compile(wasmtime::Error),
+    /// A core module that cannot be wrapped into a handler component.
+    #[error("{0}")]
+    CoreModule(core_module::WrapError),
+    /// A valid component that does not fit the `wasmgate:gateway/handler` world.
+    #[error("does not match the wasmgate:gateway/handler world: {0:#}")]
+    Link(wasmtime::Error),
+}
+
+/// Why a handler call failed. The gateway applies its role's failure rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The call ran past its time-out.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The call tried to grow its memory past the service's limit.
+    #[error("exceeded its memory limit of {0} bytes")]
+    OutOfMemory(usize),
+    /// The guest trapped (panic, unreachable, stack overflow, ...).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The handler returned its `err` result.
+    #[error("returned an error: {0}")]
+    Handler(String),
+    /// The answer is larger than [`MAX_ANSWER_BYTES`].
+    #[error("answer of {0} bytes exceeds the limit of {MAX_ANSWER_BYTES} bytes")]
+    AnswerTooLarge(usize),
+    /// No instance could be created (pool exhausted, start function failed).
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+    /// The service is at its concurrency limit for longer than the time-out.
+    #[error("service busy: no concurrency slot within {0:?}")]
+    Busy(Duration),
+    /// A handler file of the service is on disk but has not loaded yet.
+    #[error("not loaded yet: {0} is compiling or failed its first load")]
+    NotReady(&'static str),
+}
+
+/// A compiled, linked handler, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct HandlerModule {
+    pre: HandlerPre<EventState>,
+    /// Idle instances of this loaded handler, for services with
+    /// `instance_reuse` (or the one prepared instance without it); a new
+    /// load (hot reload) starts an empty pool.
+    pool: Arc<InstancePool<Live>>,
+}
+
+impl std::fmt::Debug for HandlerModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerModule").finish_non_exhaustive()
+    }
+}
+
+impl HandlerModule {
+    /// Whether an instance of this handler waits for an event (kept for
+    /// reuse, or prepared ahead).
+    pub fn has_idle_instance(&self) -> bool {
+        !self.pool.is_empty()
+    }
+}
+
+/// The engine, linker and epoch ticker shared by every handler of the gateway.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    ticker: Arc<EpochTicker>,
+    linker: Arc<Linker<EventState>>,
+    idle: IdleBudget,
+    /// Where the start function of an instance prepared ahead of its event
+    /// sends its pushes: nowhere.
+    discard: Arc<dyn Broker>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator sized from `config`, epoch
+    /// interruption) and the linker, and starts the epoch ticker.
+    pub fn new(config: &GatewayConfig) -> wasmtime::Result<Self> {
+        // Instances idling for reuse keep their slots: reserve extra ones
+        // for them, so running calls always find a slot.
+        let idle_reserve = config.max_concurrency.div_ceil(4).max(1);
+        let running = config.max_concurrency.max(1);
+        let slots = running + idle_reserve;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 16)
+            .total_memories(slots * 2)
+            .total_tables(slots * 8)
+            .total_stacks(running)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(32)
+            .max_core_instance_size(4 << 20)
+            .max_component_instance_size(4 << 20)
+            .table_elements(TABLE_ELEMENT_LIMIT)
+            .max_memory_size((config.max_memory_mb as usize) << 20)
+            // Reset a freed slot by writing back only the pages the last
+            // instance dirtied (found with Linux's PAGEMAP_SCAN where the
+            // kernel has it), keeping them mapped: the next instance in the
+            // slot starts without page faults, and no madvise/TLB flush runs
+            // per event. Contents are restored all the same.
+            .pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES);
+        let mut engine_config = Config::new();
+        engine_config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&engine_config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Handler::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+
+        let ticker = EpochTicker::spawn(&engine);
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            ticker,
+            idle: IdleBudget::new(idle_reserve as usize),
+            discard: Arc::new(Recorder::discarding()),
+        })
+    }
+
+    /// The engine, for compiling and caching.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component (or a core module, wrapped into one) and links
+    /// it against the handler world. Blocking and CPU-heavy: call it off the
+    /// async runtime.
+    pub fn load(&self, bytes: &[u8]) -> Result<HandlerModule, LoadError> {
+        let component = self.compile(bytes)?;
+        self.prepare(&component)
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        if core_module::is_core_module(bytes) {
+            let wrapped = core_module::wrap(bytes).map_err(LoadError::CoreModule)?;
+            return Component::new(&self.engine, wrapped).map_err(LoadError::Compile);
+        }
+        Component::new(&self.engine, bytes).map_err(LoadError::Compile)
+    }
+
+    /// Like [`Runtime::load`], through the on-disk compile cache: returns the
+    /// module and whether it came from the cache. `hash` is the content hash
+    /// of `bytes`.
+    pub(crate) fn load_cached(
+        &self,
+        bytes: &[u8],
+        hash: &str,
+        cache: Option<&CompileCache>,
+    ) -> Result<(HandlerModule, bool), LoadError> {
+        if let Some(component) = cache.and_then(|cache| cache.get(&self.engine, hash)) {
+            return Ok((self.prepare(&component)?, true));
+        }
+        let component = self.compile(bytes)?;
+        // Link before caching, so a component of the wrong world is not kept.
+        let module = self.prepare(&component)?;
+        if let Some(cache) = cache {
+            cache.put(hash, &component);
+        }
+        Ok((module, false))
+    }
+
+    /// Links an already compiled component against the handler world.
+    pub fn prepare(&self, component: &Component) -> Result<HandlerModule, LoadError> {
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(LoadError::Link)?;
+        let pre = HandlerPre::new(instance_pre).map_err(LoadError::Link)?;
+        Ok(HandlerModule {
+            pre,
+            pool: Arc::default(),
+        })
+    }
+}
