@@ -21,6 +21,7 @@ fn main() {
     for path in [
         "guest-sdk/src",
         "guest-sdk/Cargo.toml",
+        "guest-sdk/wit",
         "guest-sdk/python",
         "guest-sdk/js",
         "guest-sdk/c",

@@ -774,4 +774,50 @@ mod tests {
             }
         }
     }
+
+    /// The files under `dir`, as paths relative to it, sorted.
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        fn walk(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) {
+            for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(root, &path, files);
+                } else {
+                    files.push(path.strip_prefix(root).unwrap().to_owned());
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(dir, dir, &mut files);
+        files.sort();
+        files
+    }
+
+    /// The guest SDK generates its bindings from its own copy of the WIT, so
+    /// that a packaged `wasmgate-guest` carries it; `wit/` at the workspace
+    /// root stays the source of truth.
+    #[test]
+    fn guest_sdk_wit_is_a_copy_of_the_workspace_wit() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let (original, copy) = (root.join("wit"), root.join("guest-sdk").join("wit"));
+        let files = files_under(&original);
+        assert!(!files.is_empty(), "{} holds no files", original.display());
+        assert_eq!(
+            files_under(&copy),
+            files,
+            "guest-sdk/wit/ must hold the same files as wit/; replace it with a copy: \
+             rm -r guest-sdk/wit && cp -r wit guest-sdk/wit"
+        );
+        for file in &files {
+            let (from, to) = (original.join(file), copy.join(file));
+            assert!(
+                fs::read(&from).unwrap() == fs::read(&to).unwrap(),
+                "{} differs from {}, its source of truth; copy it: cp wit/{} guest-sdk/wit/{}",
+                to.display(),
+                from.display(),
+                file.display(),
+                file.display()
+            );
+        }
+    }
 }
