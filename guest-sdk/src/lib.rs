@@ -83,13 +83,15 @@ pub use handler::{dispatch, Handler};
 pub use host::{close, log, push, push_binary, push_text, route, LogLevel};
 pub use payload::Payload;
 
-/// The bindings generated from `wit/gateway.wit`. Not part of the public API:
-/// use [`handler!`] and the typed wrappers instead.
+/// The bindings generated from `wit/gateway.wit`: the crate's own copy of the
+/// workspace's `wit/gateway.wit`, so that a packaged crate carries it (a test
+/// of `xtask` checks the two are identical). Not part of the public API: use
+/// [`handler!`] and the typed wrappers instead.
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "handler",
         // The export macro is used from handler crates through `handler!`.
         pub_export_macro: true,

@@ -1,12 +1,25 @@
-//! Builds handler plugins: every crate in a plugins folder is compiled for
-//! `wasm32-wasip2` with the workspace's `wasm` profile and its component is
-//! copied next to its sources as `handler.wasm`, where the gateway looks for
-//! it. The tests' build script uses the same pieces ([`cargo_command`],
-//! [`find_plugin_crates`], [`find_wat_plugins`], [`ensure_wasm_target`]).
+//! Builds handler plugins. A plugins folder holds one plugin per sub-folder,
+//! of one of three kinds ([`Plugin`]):
 //!
-//! `cargo xtask build-plugins` and `cargo xtask build-test-plugins` (see
-//! `main.rs`) are thin wrappers around [`build_plugins`]. A build script can
-//! call it too, with `xtask` as a build dependency:
+//! - a Rust crate (a `Cargo.toml`), compiled for [`WASM_TARGET`] with the
+//!   workspace's [`WASM_PROFILE`] profile;
+//! - a hand-written core module (a [`WAT_FILE`]), assembled;
+//! - a script plugin (a [`BUILD_SCRIPT`]): a handler in another language than
+//!   Rust, built by its own script.
+//!
+//! This is the one build path of every handler: [`find_plugins`] discovers
+//! the plugins of some folders, [`build_plugins`] builds them (all Rust
+//! crates in one nested cargo run) and places each artefact at a
+//! [`Destination`]: beside its sources as `<dir>/handler.wasm`, where the
+//! gateway's example configuration looks (`cargo xtask build-plugins` and
+//! `cargo xtask build-test-plugins`, see `main.rs`), or into one folder as
+//! `<artefact name>.wasm` (the tests' build script). A plugin's artefact
+//! name ([`Plugin::artefact_name`]) is its crate's library name for a Rust
+//! crate and its folder's name otherwise, with `-` replaced by `_`:
+//! `plugins/echo-wat` gives `echo_wat.wasm`. [`rerun_if_changed`] prints the
+//! `cargo:rerun-if-changed` lines of a build script that builds plugins.
+//!
+//! A build script uses it with `xtask` as a build dependency:
 //!
 //! ```no_run
 //! // build.rs of a crate one level below the workspace root
@@ -14,11 +27,12 @@
 //!
 //! fn main() -> anyhow::Result<()> {
 //!     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-//!     let plugins = xtask::build_plugins(&root.join("tests/plugins"), &root.join("target/wasm"))?;
-//!     for plugin in &plugins {
-//!         plugin.source.rerun_if_changed();
-//!     }
-//!     println!("cargo:rerun-if-changed={}", root.join("guest-sdk").display());
+//!     let folders = [root.join("plugins"), root.join("tests/plugins")];
+//!     let plugins = xtask::find_plugins(&folders)?;
+//!     xtask::rerun_if_changed(&folders, &plugins)?;
+//!     let target_dir = root.join("target/wasm-handlers");
+//!     let destination = xtask::Destination::Folder(xtask::wasm_output_dir(&target_dir));
+//!     xtask::build_plugins(&plugins, &target_dir, &destination)?;
 //!     Ok(())
 //! }
 //! ```
@@ -26,8 +40,10 @@
 //! The nested `cargo` runs with a clean environment (no `RUSTFLAGS`, no
 //! variables describing the calling build script) and its own target
 //! directory, so it neither inherits the outer build's flags nor waits for
-//! the outer build's lock.
+//! the outer build's lock. Build scripts of script plugins run with the same
+//! clean environment.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,14 +58,42 @@ pub const WASM_TARGET: &str = "wasm32-wasip2";
 /// defined in the workspace's `Cargo.toml`).
 pub const WASM_PROFILE: &str = "wasm";
 
-/// The file name a built plugin is copied to, in its crate's folder.
+/// The file name of a plugin's artefact beside its sources
+/// ([`Destination::BesideSources`]).
 pub const HANDLER_FILE: &str = "handler.wasm";
+
+/// The file that makes a plugin folder a hand-written core module in the
+/// WebAssembly text format.
+pub const WAT_FILE: &str = "handler.wat";
+
+/// The file that makes a plugin folder a script plugin: a handler written in
+/// another language than Rust, built by its own script.
+///
+/// The contract of such a script: run as `bash build.sh OUTPUT` with the
+/// plugin folder as working directory, it writes the handler (a component or
+/// a core module) to the absolute path `OUTPUT` and exits with 0, or exits
+/// with non-zero after saying why on standard error. It expects the
+/// toolchains that `scripts/setup.sh` installs and names the missing one
+/// when it does not find it; it writes generated files only to `OUTPUT`'s
+/// folder, to the workspace's `target/` or to the folders in
+/// `GENERATED_NAMES` (e.g. `node_modules`).
+pub const BUILD_SCRIPT: &str = "build.sh";
 
 /// The first eight bytes of a WebAssembly component (a core module has
 /// version `01 00 00 00` instead).
 pub const COMPONENT_MAGIC: [u8; 8] = *b"\0asm\x0d\x00\x01\x00";
 
-/// A plugin crate found in a plugins folder.
+/// Folders and files a script plugin's build may create inside its folder;
+/// they are not sources, so they never trigger a rebuild.
+const GENERATED_NAMES: &[&str] = &[
+    HANDLER_FILE,
+    "node_modules",
+    "target",
+    "__pycache__",
+    "build",
+];
+
+/// A plugin crate: a plugin folder with a `Cargo.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginCrate {
     /// The crate's folder, e.g. `plugins/echo`.
@@ -86,140 +130,325 @@ impl PluginCrate {
             lib_name,
         })
     }
+}
 
-    /// Where the plugin's component is copied: `<dir>/handler.wasm`.
-    pub fn handler_path(&self) -> PathBuf {
-        self.dir.join(HANDLER_FILE)
+/// A handler plugin: a sub-folder of a plugins folder, of the kind the file
+/// that marks it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plugin {
+    /// A Rust crate (a folder with a `Cargo.toml`), built by cargo into a
+    /// component.
+    Crate(PluginCrate),
+    /// A hand-written core module (a folder with a [`WAT_FILE`]), assembled
+    /// into a binary core module (the gateway wraps core modules itself).
+    Wat {
+        /// The plugin's folder, e.g. `plugins/echo-wat`.
+        dir: PathBuf,
+    },
+    /// A handler in another language (a folder with a [`BUILD_SCRIPT`]),
+    /// built by that script.
+    Script {
+        /// The plugin's folder, e.g. `plugins/echo-js`.
+        dir: PathBuf,
+    },
+}
+
+impl Plugin {
+    /// The plugin in `dir`, of the kind of the one marker file it holds
+    /// (`Cargo.toml`, [`WAT_FILE`] or [`BUILD_SCRIPT`]); `None` when it holds
+    /// none, an error when it holds several.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        let markers = [
+            dir.join("Cargo.toml").is_file(),
+            dir.join(WAT_FILE).is_file(),
+            dir.join(BUILD_SCRIPT).is_file(),
+        ];
+        Ok(match markers {
+            [false, false, false] => None,
+            [true, false, false] => Some(Self::Crate(PluginCrate::read(dir)?)),
+            [false, true, false] => Some(Self::Wat {
+                dir: dir.to_owned(),
+            }),
+            [false, false, true] => Some(Self::Script {
+                dir: dir.to_owned(),
+            }),
+            _ => bail!(
+                "{} holds more than one of Cargo.toml, {WAT_FILE} and {BUILD_SCRIPT}; \
+                 a plugin folder holds one kind of plugin",
+                dir.display()
+            ),
+        })
     }
 
-    /// Prints the `cargo:rerun-if-changed` lines for this crate's sources, for
-    /// a build script that builds it.
-    pub fn rerun_if_changed(&self) {
-        for path in ["Cargo.toml", "src"] {
-            println!("cargo:rerun-if-changed={}", self.dir.join(path).display());
+    /// The plugin's folder.
+    pub fn dir(&self) -> &Path {
+        match self {
+            Self::Crate(plugin) => &plugin.dir,
+            Self::Wat { dir } | Self::Script { dir } => dir,
+        }
+    }
+
+    /// The name of the plugin's artefact in a [`Destination::Folder`],
+    /// without `.wasm`: the library name for a Rust crate, the folder's name
+    /// otherwise, with `-` replaced by `_` (`echo-wat` gives `echo_wat`).
+    pub fn artefact_name(&self) -> String {
+        let name = match self {
+            Self::Crate(plugin) => plugin.lib_name.clone(),
+            Self::Wat { dir } | Self::Script { dir } => dir
+                .file_name()
+                .map_or_else(String::new, |name| name.to_string_lossy().into_owned()),
+        };
+        name.replace('-', "_")
+    }
+
+    /// Prints the `cargo:rerun-if-changed` lines for the plugin's sources:
+    /// a crate's `Cargo.toml` and `src`, a [`WAT_FILE`], or every file and
+    /// folder of a script plugin except generated ones.
+    pub fn rerun_if_changed(&self) -> Result<()> {
+        match self {
+            Self::Crate(plugin) => {
+                for path in ["Cargo.toml", "src"] {
+                    println!("cargo:rerun-if-changed={}", plugin.dir.join(path).display());
+                }
+            }
+            Self::Wat { dir } => {
+                println!("cargo:rerun-if-changed={}", dir.join(WAT_FILE).display());
+            }
+            Self::Script { dir } => {
+                println!("cargo:rerun-if-changed={}", dir.display());
+                for entry in
+                    fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?
+                {
+                    let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+                    let name = entry.file_name();
+                    let name = name.to_string_lossy();
+                    if name.starts_with('.') || GENERATED_NAMES.contains(&name.as_ref()) {
+                        continue;
+                    }
+                    println!("cargo:rerun-if-changed={}", entry.path().display());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where [`build_plugins`] places each plugin's artefact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Beside the plugin's sources, as `<dir>/handler.wasm` ([`HANDLER_FILE`]).
+    BesideSources,
+    /// Into one folder, as `<folder>/<artefact name>.wasm` (see
+    /// [`Plugin::artefact_name`]).
+    Folder(PathBuf),
+}
+
+impl Destination {
+    /// The file `plugin`'s artefact is written to.
+    pub fn path(&self, plugin: &Plugin) -> PathBuf {
+        match self {
+            Self::BesideSources => plugin.dir().join(HANDLER_FILE),
+            Self::Folder(folder) => folder.join(format!("{}.wasm", plugin.artefact_name())),
         }
     }
 }
 
-/// A plugin that was built and copied.
+/// A plugin that was built, and where its artefact is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltPlugin {
-    /// The crate it was built from.
-    pub source: PluginCrate,
-    /// The copied component, `<dir>/handler.wasm`.
+    /// The plugin it was built from.
+    pub plugin: Plugin,
+    /// The artefact, at the [`Destination`] it was built for.
     pub wasm: PathBuf,
 }
 
-/// The plugin crates in `plugins_dir`: its sub-folders that hold a
-/// `Cargo.toml`, sorted by folder name.
-pub fn find_plugin_crates(plugins_dir: &Path) -> Result<Vec<PluginCrate>> {
-    let entries = fs::read_dir(plugins_dir)
-        .with_context(|| format!("listing plugin folder {}", plugins_dir.display()))?;
-    let mut dirs = Vec::new();
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("listing plugin folder {}", plugins_dir.display()))?
-            .path();
-        if path.join("Cargo.toml").is_file() {
-            dirs.push(path);
+/// The plugins in `folders`: every sub-folder that holds a `Cargo.toml`, a
+/// [`WAT_FILE`] or a [`BUILD_SCRIPT`] (see [`Plugin::read`]), in the order of
+/// `folders`, each folder's sorted by name.
+///
+/// Fails when two plugins would have the same artefact name, since they
+/// would overwrite each other in a [`Destination::Folder`].
+pub fn find_plugins<P: AsRef<Path>>(folders: &[P]) -> Result<Vec<Plugin>> {
+    let mut plugins = Vec::new();
+    for folder in folders {
+        let folder = folder.as_ref();
+        let mut dirs = Vec::new();
+        for entry in fs::read_dir(folder)
+            .with_context(|| format!("listing plugin folder {}", folder.display()))?
+        {
+            let path = entry
+                .with_context(|| format!("listing plugin folder {}", folder.display()))?
+                .path();
+            if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+        dirs.sort();
+        for dir in dirs {
+            plugins.extend(Plugin::read(&dir)?);
         }
     }
-    dirs.sort();
-    dirs.iter().map(|dir| PluginCrate::read(dir)).collect()
+    let mut names: BTreeMap<String, &Path> = BTreeMap::new();
+    for plugin in &plugins {
+        if let Some(other) = names.insert(plugin.artefact_name(), plugin.dir()) {
+            bail!(
+                "the plugins {} and {} have the same artefact name {}",
+                other.display(),
+                plugin.dir().display(),
+                plugin.artefact_name()
+            );
+        }
+    }
+    Ok(plugins)
 }
 
-/// Builds every plugin crate in `plugins_dir` for [`WASM_TARGET`] with
-/// [`WASM_PROFILE`], with `target_dir` as cargo's target directory, and copies each
-/// component to `<crate dir>/handler.wasm`.
+/// Prints the `cargo:rerun-if-changed` lines of a build script that builds
+/// `plugins`, found in `folders`: each folder (a new plugin changes its
+/// listing) and each plugin's sources ([`Plugin::rerun_if_changed`]).
+pub fn rerun_if_changed<P: AsRef<Path>>(folders: &[P], plugins: &[Plugin]) -> Result<()> {
+    for folder in folders {
+        println!("cargo:rerun-if-changed={}", folder.as_ref().display());
+    }
+    for plugin in plugins {
+        plugin.rerun_if_changed()?;
+    }
+    Ok(())
+}
+
+/// The folder cargo writes the components of plugin crates to, in the
+/// target directory `target_dir`: `<target_dir>/wasm32-wasip2/wasm`.
+pub fn wasm_output_dir(target_dir: &Path) -> PathBuf {
+    target_dir.join(WASM_TARGET).join(WASM_PROFILE)
+}
+
+/// Builds `plugins` and writes each artefact to `destination`; returns them
+/// in the order of `plugins`.
 ///
-/// Installs the target first if rustup lacks it. Progress goes to standard
-/// error, cargo's output too, so a build script's standard output stays free
-/// for its `cargo:` lines.
-pub fn build_plugins(plugins_dir: &Path, target_dir: &Path) -> Result<Vec<BuiltPlugin>> {
-    let crates = find_plugin_crates(plugins_dir)?;
-    ensure!(
-        !crates.is_empty(),
-        "no plugin crates (folders with a Cargo.toml) in {}",
-        plugins_dir.display()
-    );
-    ensure_wasm_target()?;
-    crates
-        .into_iter()
-        .map(|plugin| build_plugin(plugin, target_dir))
+/// The Rust crates are built in one cargo run (with a `-p` each, so they
+/// must belong to one workspace) for [`WASM_TARGET`] with [`WASM_PROFILE`],
+/// with `target_dir` as cargo's target directory; their components are then
+/// copied from [`wasm_output_dir`] unless that is where they go already. The
+/// rustup target is installed first if missing. WAT plugins are assembled,
+/// and script plugins' [`BUILD_SCRIPT`]s run. Progress goes to standard
+/// error, cargo's and the scripts' output too, so a build script's standard
+/// output stays free for its `cargo:` lines.
+pub fn build_plugins(
+    plugins: &[Plugin],
+    target_dir: &Path,
+    destination: &Destination,
+) -> Result<Vec<BuiltPlugin>> {
+    let crates: Vec<&PluginCrate> = plugins
+        .iter()
+        .filter_map(|plugin| match plugin {
+            Plugin::Crate(plugin) => Some(plugin),
+            _ => None,
+        })
+        .collect();
+    build_crates(&crates, target_dir)?;
+    plugins
+        .iter()
+        .map(|plugin| {
+            let wasm = destination.path(plugin);
+            if let Some(parent) = wasm.parent() {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            match plugin {
+                Plugin::Crate(source) => place_component(source, target_dir, &wasm)?,
+                Plugin::Wat { dir } => assemble_wat(dir, &wasm)?,
+                Plugin::Script { dir } => run_build_script(dir, &wasm)?,
+            }
+            Ok(BuiltPlugin {
+                plugin: plugin.clone(),
+                wasm,
+            })
+        })
         .collect()
 }
 
-/// Assembles every `<dir>/handler.wat` in `plugins_dir` (hand-written core
-/// modules) into `<dir>/handler.wasm`; returns the files written.
-pub fn assemble_wat_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    for source in find_wat_plugins(plugins_dir)? {
-        let dir = source.parent().expect("a handler.wat lies in a folder");
-        let bytes =
-            wat::parse_file(&source).with_context(|| format!("assembling {}", source.display()))?;
-        let output = dir.join("handler.wasm");
-        std::fs::write(&output, bytes).with_context(|| format!("writing {}", output.display()))?;
-        eprintln!("wrote {} (core module)", output.display());
-        written.push(output);
+/// Builds `crates` in one cargo run; nothing when there are none.
+fn build_crates(crates: &[&PluginCrate], target_dir: &Path) -> Result<()> {
+    let Some(first) = crates.first() else {
+        return Ok(());
+    };
+    ensure_wasm_target()?;
+    let packages: Vec<&str> = crates.iter().map(|c| c.package.as_str()).collect();
+    eprintln!(
+        "building plugin crates {} for {WASM_TARGET}",
+        packages.join(", ")
+    );
+    let mut cargo = cargo_command();
+    cargo
+        .arg("build")
+        .args(["--profile", WASM_PROFILE])
+        .args(["--target", WASM_TARGET])
+        .arg("--manifest-path")
+        .arg(first.dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdout(Stdio::from(std::io::stderr()));
+    for package in &packages {
+        cargo.args(["-p", package]);
     }
-    Ok(written)
+    let status = cargo
+        .status()
+        .with_context(|| format!("running {cargo:?}"))?;
+    ensure!(
+        status.success(),
+        "building plugin crates {} failed ({status})",
+        packages.join(", ")
+    );
+    Ok(())
 }
 
-/// The hand-written core modules in `plugins_dir`: the `handler.wat` files of
-/// its sub-folders, sorted by folder name.
-pub fn find_wat_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut sources: Vec<PathBuf> = fs::read_dir(plugins_dir)
-        .with_context(|| format!("listing plugin folder {}", plugins_dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path().join("handler.wat")))
-        .filter(|source| source.is_file())
-        .collect();
-    sources.sort();
-    Ok(sources)
+/// Checks the component cargo built for `plugin` in `target_dir` and copies
+/// it to `wasm`, unless it is that file already.
+fn place_component(plugin: &PluginCrate, target_dir: &Path, wasm: &Path) -> Result<()> {
+    let built = wasm_output_dir(target_dir).join(format!("{}.wasm", plugin.lib_name));
+    let bytes = fs::read(&built).with_context(|| {
+        format!(
+            "reading {} (is {} a cdylib?)",
+            built.display(),
+            plugin.package
+        )
+    })?;
+    ensure!(
+        bytes.starts_with(&COMPONENT_MAGIC),
+        "{} is not a WebAssembly component",
+        built.display()
+    );
+    if same_file(&built, wasm) {
+        eprintln!("built {} ({} bytes)", wasm.display(), bytes.len());
+    } else {
+        fs::write(wasm, &bytes).with_context(|| format!("writing {}", wasm.display()))?;
+        eprintln!("wrote {} ({} bytes)", wasm.display(), bytes.len());
+    }
+    Ok(())
 }
 
-/// The file that makes a plugin folder a script plugin: a handler written in
-/// another language than Rust, built by its own script.
-pub const BUILD_SCRIPT: &str = "build.sh";
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
 
-/// Folders and files a script plugin's build may create inside its folder;
-/// they are not sources, so they never trigger a rebuild.
-const GENERATED_NAMES: &[&str] = &[
-    HANDLER_FILE,
-    "node_modules",
-    "target",
-    "__pycache__",
-    "build",
-];
-
-/// The script plugins in `plugins_dir`: its sub-folders that hold a
-/// [`BUILD_SCRIPT`], sorted by folder name.
-///
-/// The contract of such a script: run as `bash build.sh OUTPUT` with the
-/// plugin folder as working directory, it writes the handler (a component or
-/// a core module) to the absolute path `OUTPUT` and exits with 0, or exits
-/// with non-zero after saying why on standard error. It expects the
-/// toolchains that `scripts/setup.sh` installs and names the missing one
-/// when it does not find it; it writes generated files only to `OUTPUT`'s
-/// folder, to the workspace's `target/` or to the folders in
-/// `GENERATED_NAMES` (e.g. `node_modules`).
-pub fn find_script_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut dirs: Vec<PathBuf> = fs::read_dir(plugins_dir)
-        .with_context(|| format!("listing plugin folder {}", plugins_dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|dir| dir.join(BUILD_SCRIPT).is_file())
-        .collect();
-    dirs.sort();
-    Ok(dirs)
+/// Assembles the [`WAT_FILE`] in `dir` into the core module `wasm`.
+fn assemble_wat(dir: &Path, wasm: &Path) -> Result<()> {
+    let source = dir.join(WAT_FILE);
+    let bytes =
+        wat::parse_file(&source).with_context(|| format!("assembling {}", source.display()))?;
+    fs::write(wasm, bytes).with_context(|| format!("writing {}", wasm.display()))?;
+    eprintln!("wrote {} (core module)", wasm.display());
+    Ok(())
 }
 
 /// Runs the [`BUILD_SCRIPT`] of the script plugin in `dir`, which writes its
 /// handler to `output`, and checks that a WebAssembly file came out.
-pub fn build_script_plugin(dir: &Path, output: &Path) -> Result<()> {
+fn run_build_script(dir: &Path, output: &Path) -> Result<()> {
     let output =
         std::path::absolute(output).with_context(|| format!("resolving {}", output.display()))?;
-    if let Some(parent) = output.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
     let _ = fs::remove_file(&output);
     eprintln!("building script plugin {}", dir.display());
     let mut command = Command::new("bash");
@@ -252,86 +481,6 @@ pub fn build_script_plugin(dir: &Path, output: &Path) -> Result<()> {
     );
     eprintln!("wrote {} ({} bytes)", output.display(), bytes.len());
     Ok(())
-}
-
-/// Builds every script plugin in `plugins_dir` into `<dir>/handler.wasm`;
-/// returns the files written.
-pub fn build_script_plugins(plugins_dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    for dir in find_script_plugins(plugins_dir)? {
-        let output = dir.join(HANDLER_FILE);
-        build_script_plugin(&dir, &output)?;
-        written.push(output);
-    }
-    Ok(written)
-}
-
-/// Prints `cargo:rerun-if-changed` lines for the sources of the script
-/// plugin in `dir`: every file and folder in it except generated ones.
-pub fn script_plugin_rerun_if_changed(dir: &Path) -> Result<()> {
-    println!("cargo:rerun-if-changed={}", dir.display());
-    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || GENERATED_NAMES.contains(&name.as_ref()) {
-            continue;
-        }
-        println!("cargo:rerun-if-changed={}", entry.path().display());
-    }
-    Ok(())
-}
-
-/// Builds one plugin crate and copies its component to `<dir>/handler.wasm`.
-/// Expects [`WASM_TARGET`] to be installed (see [`ensure_wasm_target`]).
-pub fn build_plugin(plugin: PluginCrate, target_dir: &Path) -> Result<BuiltPlugin> {
-    eprintln!(
-        "building plugin {} ({}) for {WASM_TARGET}",
-        plugin.dir.display(),
-        plugin.package
-    );
-    let mut cargo = cargo_command();
-    cargo
-        .arg("build")
-        .args(["--profile", WASM_PROFILE])
-        .args(["--target", WASM_TARGET])
-        .arg("--manifest-path")
-        .arg(plugin.dir.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir)
-        .stdout(Stdio::from(std::io::stderr()));
-    let status = cargo
-        .status()
-        .with_context(|| format!("running {cargo:?}"))?;
-    ensure!(
-        status.success(),
-        "building plugin {} failed ({status})",
-        plugin.dir.display()
-    );
-
-    let built = target_dir
-        .join(WASM_TARGET)
-        .join(WASM_PROFILE)
-        .join(format!("{}.wasm", plugin.lib_name));
-    let wasm = plugin.handler_path();
-    let bytes = fs::read(&built).with_context(|| {
-        format!(
-            "reading {} (is {} a cdylib?)",
-            built.display(),
-            plugin.package
-        )
-    })?;
-    ensure!(
-        bytes.starts_with(&COMPONENT_MAGIC),
-        "{} is not a WebAssembly component",
-        built.display()
-    );
-    fs::write(&wasm, &bytes).with_context(|| format!("writing {}", wasm.display()))?;
-    eprintln!("wrote {} ({} bytes)", wasm.display(), bytes.len());
-    Ok(BuiltPlugin {
-        source: plugin,
-        wasm,
-    })
 }
 
 /// Installs [`WASM_TARGET`] with `rustup target add` unless it is installed.
@@ -466,30 +615,139 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn finds_crates_and_names_their_wasm() {
-        let dir = temp_dir("find");
-        fs::create_dir_all(dir.join("b-plugin")).unwrap();
-        fs::write(
-            dir.join("b-plugin/Cargo.toml"),
-            "[package]\nname = \"b-plugin\"\n",
-        )
-        .unwrap();
-        fs::create_dir_all(dir.join("a")).unwrap();
-        fs::write(
-            dir.join("a/Cargo.toml"),
-            "[package]\nname = \"a\"\n[lib]\nname = \"custom\"\n",
-        )
-        .unwrap();
-        fs::create_dir_all(dir.join("not-a-crate")).unwrap();
+    /// Writes `contents` to `path`, creating its folder.
+    fn write(path: &Path, contents: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+    }
 
-        let crates = find_plugin_crates(&dir).unwrap();
-        let names: Vec<_> = crates
+    /// A script plugin's build script that writes the smallest core module.
+    const EMPTY_MODULE_SCRIPT: &str = "printf '\\0asm\\1\\0\\0\\0' > \"$1\"\n";
+
+    #[test]
+    fn finds_plugins_of_every_kind_and_names_their_artefacts() {
+        let dir = temp_dir("find");
+        let (examples, tests) = (dir.join("plugins"), dir.join("tests-plugins"));
+        write(
+            &examples.join("my-crate/Cargo.toml"),
+            "[package]\nname = \"my-crate\"\n",
+        );
+        write(
+            &examples.join("renamed/Cargo.toml"),
+            "[package]\nname = \"renamed\"\n[lib]\nname = \"custom\"\n",
+        );
+        write(&examples.join("echo-wat/handler.wat"), "(module)");
+        write(&examples.join("echo-js/build.sh"), EMPTY_MODULE_SCRIPT);
+        write(&examples.join("echo-js/app.js"), "");
+        fs::create_dir_all(examples.join("not-a-plugin")).unwrap();
+        write(&examples.join("README.md"), "");
+        write(
+            &tests.join("probe/Cargo.toml"),
+            "[package]\nname = \"probe\"\n",
+        );
+
+        let plugins = find_plugins(&[&examples, &tests]).unwrap();
+        let found: Vec<_> = plugins
             .iter()
-            .map(|c| (c.package.as_str(), c.lib_name.as_str()))
+            .map(|plugin| {
+                let kind = match plugin {
+                    Plugin::Crate(_) => "crate",
+                    Plugin::Wat { .. } => "wat",
+                    Plugin::Script { .. } => "script",
+                };
+                (kind, plugin.artefact_name())
+            })
             .collect();
-        assert_eq!(names, [("a", "custom"), ("b-plugin", "b_plugin")]);
-        assert_eq!(crates[1].handler_path(), dir.join("b-plugin/handler.wasm"));
+        let expected = [
+            ("script", "echo_js"),
+            ("wat", "echo_wat"),
+            ("crate", "my_crate"),
+            ("crate", "custom"),
+            ("crate", "probe"),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(kind, name)| (*kind, (*name).to_owned()))
+            .collect();
+        assert_eq!(found, expected);
+        let Plugin::Crate(renamed) = &plugins[3] else {
+            panic!("{:?} is not a crate", plugins[3]);
+        };
+        assert_eq!(renamed.package, "renamed");
+        assert_eq!(plugins[0].dir(), examples.join("echo-js"));
+
+        let out = dir.join("out");
+        assert_eq!(
+            Destination::Folder(out.clone()).path(&plugins[1]),
+            out.join("echo_wat.wasm")
+        );
+        assert_eq!(
+            Destination::Folder(out.clone()).path(&plugins[2]),
+            out.join("my_crate.wasm")
+        );
+        assert_eq!(
+            Destination::BesideSources.path(&plugins[2]),
+            examples.join("my-crate/handler.wasm")
+        );
+        assert_eq!(
+            Destination::BesideSources.path(&plugins[3]),
+            examples.join("renamed/handler.wasm")
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn builds_wat_and_script_plugins_to_either_destination() {
+        let dir = temp_dir("build");
+        let folder = dir.join("plugins");
+        write(&folder.join("echo-wat/handler.wat"), "(module)");
+        write(&folder.join("echo-sh/build.sh"), EMPTY_MODULE_SCRIPT);
+        let plugins = find_plugins(&[&folder]).unwrap();
+        // Without plugin crates, no cargo runs, so the target directory
+        // stays unused.
+        let target_dir = dir.join("target");
+
+        let out = dir.join("out");
+        let built =
+            build_plugins(&plugins, &target_dir, &Destination::Folder(out.clone())).unwrap();
+        let written: Vec<_> = built.iter().map(|built| built.wasm.clone()).collect();
+        assert_eq!(
+            written,
+            [out.join("echo_sh.wasm"), out.join("echo_wat.wasm")]
+        );
+        for wasm in &written {
+            assert!(fs::read(wasm).unwrap().starts_with(b"\0asm\x01\0\0\0"));
+        }
+
+        let built = build_plugins(&plugins, &target_dir, &Destination::BesideSources).unwrap();
+        for built in &built {
+            assert_eq!(built.wasm, built.plugin.dir().join(HANDLER_FILE));
+            assert!(fs::read(&built.wasm).unwrap().starts_with(b"\0asm"));
+        }
+        assert!(!target_dir.exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_folder_with_two_kinds_of_plugin_is_an_error() {
+        let dir = temp_dir("two-kinds");
+        write(&dir.join("both/handler.wat"), "(module)");
+        write(&dir.join("both/build.sh"), EMPTY_MODULE_SCRIPT);
+        let error = find_plugins(&[&dir]).unwrap_err();
+        assert!(error.to_string().contains("more than one"), "{error}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn plugins_with_the_same_artefact_name_are_an_error() {
+        let dir = temp_dir("same-name");
+        write(&dir.join("a/echo-wat/handler.wat"), "(module)");
+        write(&dir.join("b/echo_wat/build.sh"), EMPTY_MODULE_SCRIPT);
+        let error = find_plugins(&[dir.join("a"), dir.join("b")]).unwrap_err();
+        assert!(
+            error.to_string().contains("same artefact name echo_wat"),
+            "{error}"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -514,6 +772,52 @@ mod tests {
             if name == "CARGO_PKG_NAME" || name == "CARGO_MANIFEST_DIR" {
                 assert!(removed.contains(&name), "{name:?} leaks");
             }
+        }
+    }
+
+    /// The files under `dir`, as paths relative to it, sorted.
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        fn walk(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) {
+            for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(root, &path, files);
+                } else {
+                    files.push(path.strip_prefix(root).unwrap().to_owned());
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(dir, dir, &mut files);
+        files.sort();
+        files
+    }
+
+    /// The guest SDK generates its bindings from its own copy of the WIT, so
+    /// that a packaged `wasmgate-guest` carries it; `wit/` at the workspace
+    /// root stays the source of truth.
+    #[test]
+    fn guest_sdk_wit_is_a_copy_of_the_workspace_wit() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let (original, copy) = (root.join("wit"), root.join("guest-sdk").join("wit"));
+        let files = files_under(&original);
+        assert!(!files.is_empty(), "{} holds no files", original.display());
+        assert_eq!(
+            files_under(&copy),
+            files,
+            "guest-sdk/wit/ must hold the same files as wit/; replace it with a copy: \
+             rm -r guest-sdk/wit && cp -r wit guest-sdk/wit"
+        );
+        for file in &files {
+            let (from, to) = (original.join(file), copy.join(file));
+            assert!(
+                fs::read(&from).unwrap() == fs::read(&to).unwrap(),
+                "{} differs from {}, its source of truth; copy it: cp wit/{} guest-sdk/wit/{}",
+                to.display(),
+                from.display(),
+                file.display(),
+                file.display()
+            );
         }
     }
 }

@@ -6,20 +6,24 @@
 //! cargo run -p xtask --features componentize -- componentize CORE.wasm OUT.wasm
 //! ```
 //!
-//! Both build for `wasm32-wasip2` with the `wasm` profile, in the separate target
-//! directory `target/wasm`; the logic lives in the library (`lib.rs`) so that
-//! build scripts can use it too.
+//! Both build every plugin of the folder (Rust crates for `wasm32-wasip2` with
+//! the `wasm` profile in one cargo run in the separate target directory
+//! `target/wasm`, `handler.wat` files assembled, `build.sh` scripts run) and
+//! write each artefact beside its sources; the logic lives in the library
+//! (`lib.rs`), which the tests' build script uses too.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
+use xtask::{Destination, Plugin};
 
 const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  build-plugins        build plugins/*/ for wasm32-wasip2 into plugins/<dir>/handler.wasm
+  build-plugins        build plugins/*/ (Rust crates for wasm32-wasip2, handler.wat,
+                       build.sh) into plugins/<dir>/handler.wasm
   build-test-plugins   build tests/plugins/*/ into tests/plugins/<dir>/handler.wasm
   componentize CORE OUT
                        wrap the WASI preview-1 core module CORE into a handler
@@ -57,14 +61,21 @@ fn run(args: Vec<String>) -> Result<()> {
 }
 
 fn build(plugins_dir: &Path, target_dir: &Path) -> Result<()> {
-    let built = xtask::build_plugins(plugins_dir, target_dir)?;
-    let assembled = xtask::assemble_wat_plugins(plugins_dir)?;
-    let scripted = xtask::build_script_plugins(plugins_dir)?;
+    let plugins = xtask::find_plugins(&[plugins_dir])?;
+    ensure!(
+        !plugins.is_empty(),
+        "no plugins (folders with a Cargo.toml, a {} or a {}) in {}",
+        xtask::WAT_FILE,
+        xtask::BUILD_SCRIPT,
+        plugins_dir.display()
+    );
+    let built = xtask::build_plugins(&plugins, target_dir, &Destination::BesideSources)?;
+    let count = |kind: fn(&Plugin) -> bool| built.iter().filter(|b| kind(&b.plugin)).count();
     eprintln!(
         "built {} Rust plugin(s), assembled {} WAT plugin(s), built {} script plugin(s)",
-        built.len(),
-        assembled.len(),
-        scripted.len()
+        count(|plugin| matches!(plugin, Plugin::Crate(_))),
+        count(|plugin| matches!(plugin, Plugin::Wat { .. })),
+        count(|plugin| matches!(plugin, Plugin::Script { .. }))
     );
     Ok(())
 }
