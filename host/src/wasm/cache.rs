@@ -5,13 +5,18 @@
 //! and every setting that changes the machine code), so a restart with
 //! unchanged plugins does not recompile, and an engine upgrade or a settings
 //! change never loads a stale artefact. Entries are written to a temporary file
-//! and renamed, so a crash never leaves a half-written entry under a real key.
+//! of their own (a name no other writer uses, created exclusively) and renamed,
+//! so a crash never leaves a half-written entry under a real key, and two
+//! services compiling the same bytes at once never write into each other's
+//! file.
 //!
 //! Eviction: at start-up, entries not used for [`MAX_IDLE`] are deleted; using
 //! an entry refreshes its modification time.
 
 use std::hash::{Hash, Hasher};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -78,21 +83,33 @@ impl CompileCache {
         }
     }
 
-    /// Stores a compiled component. Failures are logged, never fatal: the
-    /// cache only saves time.
-    pub fn put(&self, hash: &str, component: &Component) {
-        let result = component
+    /// Stores a compiled component. A failure only costs a compile later;
+    /// the caller logs it.
+    pub fn put(&self, hash: &str, component: &Component) -> std::io::Result<()> {
+        let bytes = component
             .serialize()
-            .map_err(|e| std::io::Error::other(format!("{e:#}")))
-            .and_then(|bytes| {
-                let path = self.path(hash);
-                let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&temporary, bytes)?;
-                std::fs::rename(&temporary, &path)
-            });
-        if let Err(error) = result {
-            tracing::warn!(dir = %self.dir.display(), %error, "could not write compile-cache entry");
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let path = self.path(hash);
+        let temporary = self.temporary_file(hash);
+        let written = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)
+            .and_then(|mut file| file.write_all(&bytes))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
         }
+        written
+    }
+
+    /// A file name in the cache folder that no other writer uses: this
+    /// process's id and a number it never hands out twice.
+    fn temporary_file(&self, hash: &str) -> PathBuf {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.dir
+            .join(format!(".{hash}.{}.{n}.tmp", std::process::id()))
     }
 
     fn evict_stale(&self) {
@@ -128,6 +145,35 @@ fn load(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_written_at_once_for_the_same_bytes_do_not_collide() {
+        let engine = Engine::default();
+        let wat = r#"(component (core module (func (export "f"))))"#;
+        let component = Component::new(&engine, wat).unwrap();
+        let dir = std::env::temp_dir().join(format!("wasmgate-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = CompileCache::open(&dir, &engine).unwrap();
+        let hash = content_hash(wat.as_bytes());
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        for _ in 0..20 {
+                            cache.put(&hash, &component).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for writer in writers {
+                writer.join().unwrap();
+            }
+        });
+        assert!(cache.get(&engine, &hash).is_some());
+        // Only the entry is left: no temporary file behind.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn content_hash_is_sha256_hex() {

@@ -225,7 +225,9 @@ impl Runtime {
         // Link before caching, so a component of the wrong world is not kept.
         let module = self.prepare(&component)?;
         if let Some(cache) = cache {
-            cache.put(hash, &component);
+            if let Err(error) = cache.put(hash, &component) {
+                tracing::warn!(%error, "could not write compile-cache entry");
+            }
         }
         Ok((module, false))
     }
