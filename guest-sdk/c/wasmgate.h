@@ -15,7 +15,7 @@
  *     const wasmgate_handler wasmgate_handler_callbacks = { .transfer = echo };
  *
  * Return 0 for success; anything else fails the call (for register: the
- * connection is refused). `event` is the event JSON of PROTOCOL.md; a
+ * connection is refused). `event` is the event JSON of docs/protocol.md; a
  * handler that wants more than the message of a data-send event reads it
  * with wasmgate_json_string(). Set an answer JSON of your own (e.g. a
  * register answer with a sub-protocol) with wasmgate_answer().

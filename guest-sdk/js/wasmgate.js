@@ -12,7 +12,7 @@
  *
  *     export const handle = serve(mainHandler);
  *
- * `event` is the event object of PROTOCOL.md, `context` a {@link Context};
+ * `event` is the event object of docs/protocol.md, `context` a {@link Context};
  * the handler returns the answer as an object (sent as JSON), a string (sent
  * as is) or nothing (`{"errNo": 0, "errMsg": "ok"}`). A thrown error fails
  * the call. Host call failures throw a {@link GatewayError}.

@@ -1,7 +1,7 @@
 """Helpers for wasmgate handlers written in Python (built with componentize-py).
 
 A handler is one function in the familiar ``main_handler(event, context)``
-style: ``event`` is the event of PROTOCOL.md as a ``dict``, ``context`` a
+style: ``event`` is the event of docs/protocol.md as a ``dict``, ``context`` a
 :class:`Context`; it returns the answer as a ``dict`` (or ``None`` for "ok").
 Register it with one line at the end of the handler module::
 

@@ -8,9 +8,11 @@ use std::fmt;
 /// [`route`](crate::route)).
 ///
 /// The numbers and messages are the ones the gateway's reverse-push endpoint
-/// answers as `errNo`/`errMsg`: for example an unknown or already closed
-/// connection, or a connection of another service, is "not found". A host call
-/// never traps; it answers this error instead.
+/// answers as `errNo`/`errMsg` (the table is in `docs/protocol.md` §7; each
+/// number is a constant here): for example an unknown or already closed
+/// connection, or a connection of another service, is
+/// [`GatewayError::CONNECTION_NOT_FOUND`]. A host call never traps; it
+/// answers this error instead.
 ///
 /// ```
 /// use wasmgate_guest::GatewayError;
@@ -28,8 +30,60 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
-    /// The `errNo` a host call answers when the code does not run inside a
-    /// gateway, e.g. in a native unit test. The gateway uses the same number.
+    /// 2001: a `route` request is not JSON.
+    pub const MALFORMED_JSON: i32 = 2001;
+    /// 2002: a required field of a `route` request is missing or not a string.
+    pub const MISSING_FIELD: i32 = 2002;
+    /// 2003: unknown `action` (not `data send`, `data broadcast` or `closing`).
+    pub const UNKNOWN_ACTION: i32 = 2003;
+    /// 2004: `data` of a binary message is not standard Base64.
+    pub const BAD_BASE64: i32 = 2004;
+    /// 2005: unknown `dataType` (not `text` or `binary`).
+    pub const UNKNOWN_DATA_TYPE: i32 = 2005;
+    /// 2006: the message is larger than the service's `max_message_bytes`.
+    pub const PAYLOAD_TOO_LARGE: i32 = 2006;
+    /// 2101: reverse push with a missing or wrong bearer token (HTTP only).
+    pub const UNAUTHORIZED: i32 = 2101;
+    /// 2102: reverse push from outside loopback to a service without
+    /// `push_token` (HTTP only).
+    pub const FORBIDDEN_REMOTE: i32 = 2102;
+    /// 2103: an administration route called from outside loopback (HTTP only).
+    pub const FORBIDDEN_ADMIN: i32 = 2103;
+    /// 2201: unknown service (HTTP only).
+    pub const UNKNOWN_SERVICE: i32 = 2201;
+    /// 2202: no live connection with that id in this service: unknown,
+    /// already closed, or another service's.
+    pub const CONNECTION_NOT_FOUND: i32 = 2202;
+    /// 2203: the connection's outbound queue overflowed; it was closed with 1008.
+    pub const QUEUE_FULL: i32 = 2203;
+    /// 2302: the register handler failed (an upgrade refused; HTTP only).
+    pub const REGISTER_FAILED: i32 = 2302;
+    /// 2303: the service is at `max_connections` (HTTP only).
+    pub const TOO_MANY_CONNECTIONS: i32 = 2303;
+    /// 2304: the gateway is shutting down (HTTP only).
+    pub const SHUTTING_DOWN: i32 = 2304;
+    /// 2305: not a valid WebSocket upgrade request (HTTP only).
+    pub const BAD_UPGRADE: i32 = 2305;
+    /// 2306: a handler file of the service has not loaded yet (HTTP only).
+    pub const SERVICE_NOT_READY: i32 = 2306;
+    /// 2401: key-value key empty or longer than 512 bytes.
+    pub const INVALID_KEY: i32 = 2401;
+    /// 2402: key-value value larger than 1 MiB.
+    pub const VALUE_TOO_LARGE: i32 = 2402;
+    /// 2403: the service holds `kv_max_keys` keys.
+    pub const KEY_QUOTA: i32 = 2403;
+    /// 2404: `increment` of a value that is not a decimal counter, or an overflow.
+    pub const NOT_A_COUNTER: i32 = 2404;
+    /// 2405: the state store failed (disk full, I/O error).
+    pub const STORAGE: i32 = 2405;
+    /// 2406: group name empty or longer than 128 bytes.
+    pub const INVALID_GROUP: i32 = 2406;
+    /// 2407: the connection is already in 64 groups.
+    pub const TOO_MANY_GROUPS: i32 = 2407;
+
+    /// 2501: the `errNo` a host call answers when the code does not run
+    /// inside a gateway, e.g. in a native unit test. The gateway uses the
+    /// same number.
     ///
     /// ```
     /// use wasmgate_guest::GatewayError;
@@ -41,6 +95,30 @@ impl GatewayError {
     /// );
     /// ```
     pub const NOT_IN_GATEWAY: i32 = 2501;
+}
+
+/// The WebSocket close codes the gateway sends its clients, as in
+/// `docs/protocol.md` §8. A cleanup handler sees why a connection ended in
+/// [`CloseReason`](crate::CloseReason); these are what the client saw.
+pub mod close_code {
+    /// 1000: closed by the service (reverse push `closing`, the `close`
+    /// host call) or by the idle timeout.
+    pub const NORMAL: u16 = 1000;
+    /// 1001: the gateway is shutting down, or the service was removed.
+    pub const GOING_AWAY: u16 = 1001;
+    /// 1002: the client broke the WebSocket protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// 1007: a text message that is not UTF-8.
+    pub const INVALID_UTF8: u16 = 1007;
+    /// 1008: the client did not read: its outbound queue overflowed.
+    pub const SLOW_CLIENT: u16 = 1008;
+    /// 1009: a message larger than the service's `max_message_bytes`.
+    pub const TOO_BIG: u16 = 1009;
+    /// 1011: the transfer handler failed.
+    pub const HANDLER_FAILED: u16 = 1011;
+    /// 1013: the service was busy (at `max_concurrency` for longer than its
+    /// time-out, or its transfer handler not loaded yet): try again later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// An event that cannot be read: its JSON does not match the event type, or

@@ -578,7 +578,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    /// The connecting example of PROTOCOL.md, plus the additive fields.
+    /// The connecting example of docs/protocol.md, plus the additive fields.
     const CONNECTING: &str = r#"{
       "requestContext": {
         "serviceName": "chat",

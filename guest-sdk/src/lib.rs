@@ -74,7 +74,7 @@ mod payload;
 
 pub use answer::Registration;
 pub use context::{Context, Role};
-pub use error::{EventError, GatewayError, HandlerError};
+pub use error::{close_code, EventError, GatewayError, HandlerError};
 pub use event::{
     CloseReason, Closing, ClosingWebSocket, Connecting, ConnectingWebSocket, DataSend,
     DataSendWebSocket, DataType, RequestContext,

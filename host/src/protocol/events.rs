@@ -1,6 +1,6 @@
 //! The events the gateway sends handlers, one per [`Role`]: *connecting*
 //! (register), *data send* (transfer) and *closing* (cleanup), as
-//! `docs/protocol.md` §1, §2 and §4 spell them.
+//! `docs/protocol.md` §1, §3 and §4 spell them.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -1,4 +1,4 @@
-//! The reverse-push request of `docs/protocol.md` §3: what a backend POSTs
+//! The reverse-push request of `docs/protocol.md` §6: what a backend POSTs
 //! to `/push/<service>` and what a handler passes to the `route` host call,
 //! parsed into one [`PushRequest`] for the one routing function.
 

@@ -1,4 +1,4 @@
-//! The register handler's answer (`docs/protocol.md` §1): `errNo` 0 accepts,
+//! The register handler's answer (`docs/protocol.md` §2): `errNo` 0 accepts,
 //! optionally choosing one sub-protocol; anything else refuses.
 
 use serde::Deserialize;
