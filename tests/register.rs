@@ -34,21 +34,60 @@ async fn a_refusal_answers_403_with_the_handlers_message() {
 
 #[tokio::test]
 async fn a_failing_register_answers_503_and_no_connection_exists() {
-    let gateway = TestGateway::start(&[probe("timeout_ms = 300")]).await;
+    let gateway = TestGateway::start(&[ServiceSpec::new("failing-register")
+        .handler("probe")
+        .toml("timeout_ms = 300")])
+    .await;
     for query in ["trap=1", "loop=1", "garbage=1"] {
-        let (status, body) = refused(&gateway, &format!("/ws/probe?{query}")).await;
+        let (status, body) = refused(&gateway, &format!("/ws/failing-register?{query}")).await;
         assert_eq!(status, 503, "{query}");
         assert_eq!(body["errNo"], 2302, "{query}");
     }
-    let (_, listing) = get_json(&gateway.url("/push/probe")).await;
+    let (_, listing) = get_json(&gateway.url("/push/failing-register")).await;
     assert!(listing["connections"].as_array().unwrap().is_empty());
-    // Refused connections never reach cleanup.
-    assert!(log_lines(&["cleanup reason=", "probe"])
-        .iter()
-        .all(|l| !l.contains("trap=1")));
     // And the gateway keeps serving.
-    let mut client = gateway.connect("probe").await;
+    let mut client = gateway.connect("failing-register").await;
     assert_eq!(ask(&mut client, "echo:ok").await, "ok");
+    // Refused connections never reach cleanup: when the one accepted
+    // connection ends, its cleanup is the service's only one.
+    client.close(None).await.unwrap();
+    let cleanups = wait_for_log(
+        &["service=failing-register", "cleanup reason=", "stream=log"],
+        1,
+    )
+    .await;
+    assert_eq!(cleanups.len(), 1, "{cleanups:#?}");
+    assert!(
+        cleanups[0].contains("cleanup reason=client"),
+        "{cleanups:#?}"
+    );
+}
+
+#[tokio::test]
+async fn register_sees_one_request_id_in_its_event_its_context_and_its_logs() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("single-id").handler("probe")]).await;
+    let mut client = gateway.connect("single-id?event=1&ctx=1").await;
+    let event: serde_json::Value = serde_json::from_str(&next_text(&mut client).await).unwrap();
+    let context: serde_json::Value = serde_json::from_str(&next_text(&mut client).await).unwrap();
+    assert_eq!(context["role"], "register");
+    let id = event["requestContext"]["requestId"].as_str().unwrap();
+    assert_eq!(context["requestId"], id, "event {event} context {context}");
+    // The handler's own log line of that call carries the same id.
+    let lines = wait_for_log(
+        &[
+            "service=single-id",
+            "role=register",
+            &format!("request_id={id}"),
+        ],
+        1,
+    )
+    .await;
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("wasmgate::handler: register ")),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test]

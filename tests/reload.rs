@@ -305,3 +305,145 @@ async fn a_restart_loads_compiled_handlers_from_the_cache() {
     let mut client = second.connect("cached").await;
     assert_eq!(ask(&mut client, "from cache").await, "from cache");
 }
+
+/// Connects and returns the HTTP status of a refused upgrade with its JSON
+/// body, or `None` when the upgrade succeeded.
+async fn try_connect(gateway: &TestGateway, path: &str) -> Option<(u16, serde_json::Value)> {
+    match tokio_tungstenite::connect_async(gateway.ws_url(path)).await {
+        Ok(_) => None,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            Some((
+                response.status().as_u16(),
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            ))
+        }
+        Err(other) => panic!("{path}: expected an HTTP answer, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_service_whose_handler_has_not_loaded_refuses_clients() {
+    // The first handler.wasm of the service does not compile: no register
+    // check can run, so no client may get in.
+    let gateway = TestGateway::start(&[
+        ServiceSpec::new("not-ready-yet").bytes("handler.wasm", b"not wasm yet".to_vec())
+    ])
+    .await;
+    wait_for_log(&["handler rejected", "service=not-ready-yet "], 1).await;
+    let (status, body) = try_connect(&gateway, "/ws/not-ready-yet?deny=checked")
+        .await
+        .expect("a client got in without its register check");
+    assert_eq!(
+        (status, body["errNo"].as_i64()),
+        (503, Some(2306)),
+        "{body}"
+    );
+    assert!(
+        body["errMsg"].as_str().unwrap().contains("handler.wasm"),
+        "{body}"
+    );
+    assert_eq!(admin(&gateway, "not-ready-yet").await["ready"], false);
+
+    // Once a good file is in place, register decides again.
+    let dir = gateway.plugins.path().join("not-ready-yet");
+    install(&dir, "handler.wasm", &read_wasm("probe"));
+    wait_for_log(&["handler loaded", "service=not-ready-yet "], 1).await;
+    let (status, body) = try_connect(&gateway, "/ws/not-ready-yet?deny=checked")
+        .await
+        .expect("register refuses this client");
+    assert_eq!(
+        (status, body["errNo"].as_i64()),
+        (403, Some(4001)),
+        "{body}"
+    );
+    assert_eq!(admin(&gateway, "not-ready-yet").await["ready"], true);
+}
+
+#[tokio::test]
+async fn a_new_folder_never_admits_a_client_its_register_has_not_checked() {
+    let gateway = TestGateway::start(&[]).await;
+    let dir = gateway.plugins.path().join("gatekept");
+    std::fs::create_dir(&dir).unwrap();
+    install(&dir, "handler.wasm", &read_wasm("probe"));
+    // Until the folder is seen: 404; while it compiles: 503 with 2306; then
+    // register runs and refuses. Never an accepted upgrade.
+    for _ in 0..400 {
+        match try_connect(&gateway, "/ws/gatekept?deny=checked").await {
+            None => panic!("a client got in before the register handler had loaded"),
+            Some((403, body)) => {
+                assert_eq!(body["errNo"], 4001);
+                return;
+            }
+            Some((404, body)) => assert_eq!(body["errNo"], 2201),
+            Some((503, body)) => assert_eq!(body["errNo"], 2306),
+            Some(other) => panic!("unexpected answer {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the new service never went live");
+}
+
+#[tokio::test]
+async fn a_lowered_max_concurrency_holds_once_the_calls_running_finish() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("narrowed")
+        .handler("probe")
+        .toml("max_concurrency = 3\ntimeout_ms = 5000")])
+    .await;
+    let dir = gateway.plugins.path().join("narrowed");
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(gateway.connect("narrowed").await);
+    }
+    // Three calls hold every slot while the cap goes down to one.
+    for client in &mut clients {
+        send_text(client, "overlap:1500").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    install(
+        &dir,
+        "service.toml",
+        b"max_concurrency = 1\ntimeout_ms = 5000",
+    );
+    wait_for_log(&["settings loaded", "service=narrowed"], 1).await;
+    for client in &mut clients {
+        assert!(next_text(client).await.starts_with("overlap:"));
+    }
+    // Now two calls at once must run one after the other.
+    let (mut first, mut second) = (clients.remove(0), clients.remove(0));
+    send_text(&mut first, "overlap:400").await;
+    send_text(&mut second, "overlap:400").await;
+    assert_eq!(next_text(&mut first).await, "overlap:1");
+    assert_eq!(next_text(&mut second).await, "overlap:1");
+}
+
+#[tokio::test]
+async fn files_whose_stat_did_not_change_are_not_read_again() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("quiet-folder").handler("probe")]).await;
+    let dir = gateway.plugins.path().join("quiet-folder");
+    let reads = || {
+        log_lines(&[
+            "changed on disk",
+            "service=quiet-folder",
+            "file=handler.wasm",
+        ])
+        .len()
+    };
+    assert_eq!(reads(), 1, "read once at start-up");
+    // Other files come and go in the folder: each change reconciles the
+    // service, and the unchanged handler is not read again.
+    let reconciles = || log_lines(&["reconciling", "service=quiet-folder"]).len();
+    let before = reconciles();
+    for n in 0..5 {
+        std::fs::write(dir.join(format!("notes-{n}.txt")), b"x").unwrap();
+        // More than the debounce window, so each write is its own reconcile.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    wait_for_log(&["reconciling", "service=quiet-folder"], before + 5).await;
+    assert!(reconciles() >= before + 5, "the folder was reconciled");
+    assert_eq!(reads(), 1);
+    // A new version is read (and loaded) once.
+    install(&dir, "handler.wasm", &read_wasm("echo"));
+    wait_for_log(&["handler loaded", "service=quiet-folder"], 2).await;
+    assert_eq!(reads(), 2);
+}

@@ -33,6 +33,40 @@ async fn shutdown_closes_every_connection_with_1001_and_runs_every_cleanup() {
 }
 
 #[tokio::test]
+async fn an_upgrade_refused_by_shutdown_after_register_accepted_still_gets_its_cleanup() {
+    let mut gateway = TestGateway::start(&[ServiceSpec::new("late").handler("probe")]).await;
+    // Register takes a while; shutdown begins meanwhile, so the upgrade it
+    // accepted is refused.
+    let url = gateway.ws_url("/ws/late?slow=1500");
+    let connecting = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await });
+    // A connection is listed from the moment its register call starts.
+    for _ in 0..200 {
+        let (_, listing) = get_json(&gateway.url("/push/late")).await;
+        if listing["connections"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    gateway.begin_shutdown();
+    match connecting.await.unwrap() {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.body().clone().unwrap_or_default()).unwrap();
+            assert_eq!(body["errNo"], 2304);
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    gateway.shutdown().await;
+    // Register accepted, so cleanup ran exactly once, before run() returned.
+    let cleanups = log_lines(&["service=late", "cleanup reason=shutdown", "stream=log"]);
+    assert_eq!(cleanups.len(), 1, "{cleanups:#?}");
+}
+
+#[tokio::test]
 async fn invoke_runs_one_handler_once() {
     let event = serde_json::json!({
         "websocket": {"action": "data send", "secConnectionID": "abc", "dataType": "text", "data": "stdout:from invoke"}

@@ -169,9 +169,17 @@ impl TestGateway {
         client
     }
 
-    /// Starts graceful shutdown and waits until `run` returns.
+    /// Starts graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(signal) = self.shutdown.take() {
+            let _ = signal.send(());
+        }
+    }
+
+    /// Starts graceful shutdown (unless begun already) and waits until `run`
+    /// returns.
     pub async fn shutdown(mut self) {
-        let _ = self.shutdown.take().unwrap().send(());
+        self.begin_shutdown();
         let task = self.task.take().unwrap();
         tokio::time::timeout(Duration::from_secs(20), task)
             .await

@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     // Swap log lines (with compile times) go to stderr.
     tracing_subscriber::fmt()
         .with_env_filter(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,wasmgate::services=info".into()),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,wasmgate::plugins=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -162,6 +162,7 @@ impl Services {
         if !is_valid_service_name(name) {
             return;
         }
+        tracing::debug!(service = %name, "reconciling the service with its folder");
         let dir = self.config.plugins_dir.join(name);
         if !dir.is_dir() {
             self.remove(name, router);

@@ -109,3 +109,41 @@ impl Broker for Recorder {
         Err(crate::protocol::ErrNo::CONNECTION_NOT_FOUND.with(id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Payload, PushRequest};
+    use crate::state::route;
+
+    #[tokio::test]
+    async fn the_recorder_answers_like_a_broker_and_keeps_the_requests() {
+        let recorder = Recorder::new();
+        let request = PushRequest::Send {
+            connection_id: "a".into(),
+            payload: Payload::Text("hi".into()),
+        };
+        assert_eq!(route(&recorder, "svc", request).await.unwrap(), 1);
+        assert_eq!(
+            route(
+                &recorder,
+                "svc",
+                PushRequest::Close {
+                    connection_id: "a".into()
+                }
+            )
+            .await
+            .unwrap(),
+            1
+        );
+        assert_eq!(
+            Broker::join(&recorder, "svc", "", "a")
+                .await
+                .unwrap_err()
+                .code,
+            2406
+        );
+        assert_eq!(recorder.take_lines(), ["push a text hi", "close a"]);
+        assert!(recorder.take_lines().is_empty());
+    }
+}

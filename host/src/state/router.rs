@@ -426,35 +426,4 @@ mod tests {
         router.join("svc", "g0", &id).unwrap();
         assert_eq!(router.join("svc", "one-more", &id).unwrap_err().code, 2407);
     }
-
-    #[tokio::test]
-    async fn the_recorder_answers_like_a_broker_and_keeps_the_requests() {
-        let recorder = crate::state::Recorder::new();
-        let request = PushRequest::Send {
-            connection_id: "a".into(),
-            payload: Payload::Text("hi".into()),
-        };
-        assert_eq!(route(&recorder, "svc", request).await.unwrap(), 1);
-        assert_eq!(
-            route(
-                &recorder,
-                "svc",
-                PushRequest::Close {
-                    connection_id: "a".into()
-                }
-            )
-            .await
-            .unwrap(),
-            1
-        );
-        assert_eq!(
-            crate::state::Broker::join(&recorder, "svc", "", "a")
-                .await
-                .unwrap_err()
-                .code,
-            2406
-        );
-        assert_eq!(recorder.take_lines(), ["push a text hi", "close a"]);
-        assert!(recorder.take_lines().is_empty());
-    }
 }

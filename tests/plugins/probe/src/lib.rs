@@ -15,6 +15,8 @@
 //! | `deny=<msg>` | refuses with `errNo` 4001 and `errMsg` `<msg>` |
 //! | `trap=1` | panics (the call traps) |
 //! | `loop=1` | spins forever (the call hits its CPU or time limit) |
+//! | `slow=<ms>` | spins for `<ms>` milliseconds, then goes on below |
+//! | `ctx=1` | pushes its context as `info` does (see transfer) to its own connection, then goes on below |
 //! | `push=<text>` | pushes `<text>` as text to its own connection, then accepts; a failed push is logged at warn level |
 //! | `join=<group>` | joins its own connection to `<group>` (then goes on) |
 //! | `track=1` | stores the key `conn/<id>` in the service's key-value store (then goes on); cleanup deletes it |
@@ -30,6 +32,7 @@
 //! | message | behaviour |
 //! |---|---|
 //! | `echo:<x>` | pushes back `<x>` |
+//! | `overlap:<ms>` | counts itself into the key `running` (kv), spins `<ms>` ms, counts itself out, pushes back `overlap:<n>`: how many transfers of the service were running when it started, itself included |
 //! | `trap` | panics |
 //! | `loop` | spins forever |
 //! | `err` | returns an error |
@@ -106,6 +109,12 @@ impl Handler for Probe {
         if event.query("loop") == Some("1") {
             spin();
         }
+        if let Some(ms) = event.query("slow").and_then(|ms| ms.parse().ok()) {
+            spin_for(std::time::Duration::from_millis(ms));
+        }
+        if event.query("ctx") == Some("1") {
+            wasmgate_guest::push_text(&ctx.connection_id, &info(ctx))?;
+        }
         if let Some(group) = event.query("join") {
             wasmgate_guest::groups::join(group, &ctx.connection_id)?;
         }
@@ -157,6 +166,8 @@ impl Handler for Probe {
             _ => {
                 if let Some(text) = command.strip_prefix("echo:") {
                     reply(text)
+                } else if let Some(ms) = command.strip_prefix("overlap:") {
+                    reply(&overlap(ms.parse().unwrap_or(0))?)
                 } else if let Some(rest) = command.strip_prefix("push-to:") {
                     // Connection ids are Base64, which has no ':'.
                     let (target, text) = rest.split_once(':').unwrap_or((rest, ""));
@@ -197,6 +208,21 @@ impl Handler for Probe {
 wasmgate_guest::handler!(Probe);
 
 /// Burns CPU until the gateway stops the call.
+/// The `overlap:<ms>` command: how many calls were running at once.
+fn overlap(ms: u64) -> Result<String, HandlerError> {
+    let running = wasmgate_guest::kv::increment("running", 1)?;
+    spin_for(std::time::Duration::from_millis(ms));
+    wasmgate_guest::kv::increment("running", -1)?;
+    Ok(format!("overlap:{running}"))
+}
+
+fn spin_for(duration: std::time::Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < duration {
+        std::hint::black_box(started);
+    }
+}
+
 fn spin() -> ! {
     let mut counter = 0u64;
     loop {
