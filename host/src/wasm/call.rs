@@ -117,7 +117,7 @@ impl Runtime {
 
     /// Creates a fresh store for `spec` and instantiates `module` in it,
     /// then drops both: the instantiation stage of a call on its own, for
-    /// [`crate::stages`].
+    /// the per-event benchmarks.
     pub(crate) async fn instantiate_only(
         &self,
         module: &HandlerModule,
