@@ -27,21 +27,6 @@ pub enum Outbound {
     Binary(Bytes),
 }
 
-impl Outbound {
-    /// Size of the message body in bytes.
-    pub fn len(&self) -> usize {
-        match self {
-            Outbound::Text(text) => text.len(),
-            Outbound::Binary(bytes) => bytes.len(),
-        }
-    }
-
-    /// Whether the message body is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 impl From<Payload> for Outbound {
     fn from(payload: Payload) -> Self {
         match payload {
