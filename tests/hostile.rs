@@ -176,15 +176,11 @@ async fn upgrades_past_max_connections_get_503() {
     .await;
     let _a = gateway.connect("small").await;
     let _b = gateway.connect("small").await;
-    match tokio_tungstenite::connect_async(gateway.ws_url("/ws/small")).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status().as_u16(), 503);
-            let body: serde_json::Value =
-                serde_json::from_slice(response.body().as_deref().unwrap_or(b"null")).unwrap();
-            assert_eq!(body["errNo"], 2303);
-        }
-        other => panic!("expected 503, got {other:?}"),
-    }
+    let (status, body) = upgrade_refusal(&gateway.ws_url("/ws/small"))
+        .await
+        .expect("expected 503");
+    assert_eq!(status, 503);
+    assert_eq!(body["errNo"], 2303);
     drop(_a);
     // A slot frees once a connection is gone.
     for _ in 0..100 {

@@ -204,15 +204,8 @@ async fn health_and_unknown_routes() {
     assert_eq!(health["status"], "ok");
     let (status, answer) = get_json(&gateway.url("/push/nope")).await;
     assert_eq!((status, answer["errNo"].as_i64()), (404, Some(2201)));
-    let error = tokio_tungstenite::connect_async(gateway.ws_url("/ws/nope"))
-        .await
-        .unwrap_err();
-    match error {
-        tokio_tungstenite::tungstenite::Error::Http(response) => {
-            assert_eq!(response.status().as_u16(), 404)
-        }
-        other => panic!("expected an HTTP error, got {other:?}"),
-    }
+    let refusal = upgrade_refusal(&gateway.ws_url("/ws/nope")).await;
+    assert_eq!(refusal.map(|(status, _)| status), Some(404));
     // A plain GET on the upgrade route is a bad upgrade, with a JSON error.
     let (status, answer) = get_json(&gateway.url("/ws/probe")).await;
     assert!((400..500).contains(&status), "{status}");

@@ -1,5 +1,4 @@
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Error as WsError;
 use wasmgate_tests::*;
 
 fn probe(toml: &str) -> ServiceSpec {
@@ -8,17 +7,9 @@ fn probe(toml: &str) -> ServiceSpec {
 
 /// Connects and expects an HTTP refusal; returns its status and JSON body.
 async fn refused(gateway: &TestGateway, path: &str) -> (u16, serde_json::Value) {
-    match tokio_tungstenite::connect_async(gateway.ws_url(path)).await {
-        Ok(_) => panic!("{path}: the upgrade should have been refused"),
-        Err(WsError::Http(response)) => {
-            let body = response.body().clone().unwrap_or_default();
-            (
-                response.status().as_u16(),
-                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-            )
-        }
-        Err(other) => panic!("{path}: expected an HTTP error, got {other:?}"),
-    }
+    upgrade_refusal(&gateway.ws_url(path))
+        .await
+        .unwrap_or_else(|| panic!("{path}: the upgrade should have been refused"))
 }
 
 #[tokio::test]

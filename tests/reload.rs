@@ -217,12 +217,8 @@ async fn a_deleted_service_closes_its_connections_after_cleanup() {
         1,
         "cleanup ran on the last loaded handler: {cleanups:#?}"
     );
-    match tokio_tungstenite::connect_async(gateway.ws_url("/ws/doomed")).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status().as_u16(), 404)
-        }
-        other => panic!("expected 404, got {other:?}"),
-    }
+    let refusal = upgrade_refusal(&gateway.ws_url("/ws/doomed")).await;
+    assert_eq!(refusal.map(|(status, _)| status), Some(404));
     assert!(admin(&gateway, "doomed").await.is_null());
     assert_eq!(ask(&mut bystander, "echo:unaffected").await, "unaffected");
 }
@@ -306,22 +302,6 @@ async fn a_restart_loads_compiled_handlers_from_the_cache() {
     assert_eq!(ask(&mut client, "from cache").await, "from cache");
 }
 
-/// Connects and returns the HTTP status of a refused upgrade with its JSON
-/// body, or `None` when the upgrade succeeded.
-async fn try_connect(gateway: &TestGateway, path: &str) -> Option<(u16, serde_json::Value)> {
-    match tokio_tungstenite::connect_async(gateway.ws_url(path)).await {
-        Ok(_) => None,
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response.body().clone().unwrap_or_default();
-            Some((
-                response.status().as_u16(),
-                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-            ))
-        }
-        Err(other) => panic!("{path}: expected an HTTP answer, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn a_service_whose_handler_has_not_loaded_refuses_clients() {
     // The first handler.wasm of the service does not compile: no register
@@ -331,7 +311,7 @@ async fn a_service_whose_handler_has_not_loaded_refuses_clients() {
     ])
     .await;
     wait_for_log(&["handler rejected", "service=not-ready-yet "], 1).await;
-    let (status, body) = try_connect(&gateway, "/ws/not-ready-yet?deny=checked")
+    let (status, body) = upgrade_refusal(&gateway.ws_url("/ws/not-ready-yet?deny=checked"))
         .await
         .expect("a client got in without its register check");
     assert_eq!(
@@ -349,7 +329,7 @@ async fn a_service_whose_handler_has_not_loaded_refuses_clients() {
     let dir = gateway.plugins.path().join("not-ready-yet");
     install(&dir, "handler.wasm", &read_wasm("probe"));
     wait_for_log(&["handler loaded", "service=not-ready-yet "], 1).await;
-    let (status, body) = try_connect(&gateway, "/ws/not-ready-yet?deny=checked")
+    let (status, body) = upgrade_refusal(&gateway.ws_url("/ws/not-ready-yet?deny=checked"))
         .await
         .expect("register refuses this client");
     assert_eq!(
@@ -369,7 +349,7 @@ async fn a_new_folder_never_admits_a_client_its_register_has_not_checked() {
     // Until the folder is seen: 404; while it compiles: 503 with 2306; then
     // register runs and refuses. Never an accepted upgrade.
     for _ in 0..400 {
-        match try_connect(&gateway, "/ws/gatekept?deny=checked").await {
+        match upgrade_refusal(&gateway.ws_url("/ws/gatekept?deny=checked")).await {
             None => panic!("a client got in before the register handler had loaded"),
             Some((403, body)) => {
                 assert_eq!(body["errNo"], 4001);

@@ -38,7 +38,7 @@ async fn an_upgrade_refused_by_shutdown_after_register_accepted_still_gets_its_c
     // Register takes a while; shutdown begins meanwhile, so the upgrade it
     // accepted is refused.
     let url = gateway.ws_url("/ws/late?slow=1500");
-    let connecting = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await });
+    let connecting = tokio::spawn(async move { upgrade_refusal(&url).await });
     // A connection is listed from the moment its register call starts.
     for _ in 0..200 {
         let (_, listing) = get_json(&gateway.url("/push/late")).await;
@@ -51,15 +51,11 @@ async fn an_upgrade_refused_by_shutdown_after_register_accepted_still_gets_its_c
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     gateway.begin_shutdown();
-    match connecting.await.unwrap() {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status().as_u16(), 503);
-            let body: serde_json::Value =
-                serde_json::from_slice(&response.body().clone().unwrap_or_default()).unwrap();
-            assert_eq!(body["errNo"], 2304);
-        }
-        other => panic!("expected 503, got {other:?}"),
-    }
+    let (status, body) = connecting
+        .await
+        .unwrap()
+        .expect("shutdown refuses the upgrade");
+    assert_eq!((status, body["errNo"].as_i64()), (503, Some(2304)));
     gateway.shutdown().await;
     // Register accepted, so cleanup ran exactly once, before run() returned.
     let cleanups = log_lines(&["service=late", "cleanup reason=shutdown", "stream=log"]);

@@ -252,6 +252,22 @@ pub async fn echoes_everything(gateway: &TestGateway, service: &str) {
     );
 }
 
+/// Asks for a WebSocket upgrade of `url`: `None` when it was accepted,
+/// otherwise the refusal's HTTP status and JSON body (`null` if not JSON).
+pub async fn upgrade_refusal(url: &str) -> Option<(u16, serde_json::Value)> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => None,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            Some((
+                response.status().as_u16(),
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            ))
+        }
+        Err(other) => panic!("{url}: expected an HTTP answer, got {other:?}"),
+    }
+}
+
 /// The connection's own id, asked of the probe handler.
 pub async fn connection_id(client: &mut Client) -> String {
     let info: serde_json::Value = serde_json::from_str(&ask(client, "info").await).unwrap();
