@@ -170,13 +170,22 @@ impl Services {
         }
         let (service, new) = match self.get(name) {
             Some(service) => (service, false),
-            None => match self.read_settings(&dir) {
-                Ok(config) => (Arc::new(Service::new(name, dir.clone(), config)), true),
-                Err(error) => {
-                    tracing::error!(service = %name, file = %PluginFile::Settings, %error, "service not loaded: bad service.toml");
-                    return;
+            None => {
+                // Taken before the read, so a change during it is seen later.
+                let seen = Self::fingerprint(&dir, PluginFile::Settings);
+                match self.read_settings(&dir) {
+                    Ok(config) => {
+                        let service = Service::new(name, dir.clone(), config);
+                        // What was just read need not be read again below.
+                        service.remember(PluginFile::Settings, seen);
+                        (Arc::new(service), true)
+                    }
+                    Err(error) => {
+                        tracing::error!(service = %name, file = %PluginFile::Settings, %error, "service not loaded: bad service.toml");
+                        return;
+                    }
                 }
-            },
+            }
         };
         let reloading = service.clone();
         let _reloading = reloading.reloading.lock().await;
@@ -218,12 +227,18 @@ impl Services {
         }
     }
 
+    /// The fingerprint of one file of the service folder `dir` now (`None`:
+    /// it is not there).
+    fn fingerprint(dir: &Path, file: PluginFile) -> Option<Fingerprint> {
+        std::fs::metadata(dir.join(file.name()))
+            .ok()
+            .map(|metadata| Fingerprint::of(&metadata))
+    }
+
     /// The fingerprint of one file of `service` if it changed since it was
     /// last read (`Some(None)`: it is gone); `None` when it did not change.
     fn changed(&self, service: &Service, file: PluginFile) -> Option<Option<Fingerprint>> {
-        let fingerprint = std::fs::metadata(service.dir.join(file.name()))
-            .ok()
-            .map(|metadata| Fingerprint::of(&metadata));
+        let fingerprint = Self::fingerprint(&service.dir, file);
         service.remember(file, fingerprint).then_some(fingerprint)
     }
 
