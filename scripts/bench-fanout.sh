@@ -20,7 +20,8 @@ if [ "${PIN:-1}" = 0 ]; then
     client_cpu=()
 fi
 port=$((20000 + RANDOM % 20000))
-"${server_cpu[@]}" target/release/wasmgate serve --listen "127.0.0.1:$port" --plugins "$work/plugins" \
+"${server_cpu[@]}" target/release/wasmgate serve --listen "127.0.0.1:$port" \
+    --control-listen "127.0.0.1:$((port + 1))" --plugins "$work/plugins" \
     --memory-state --no-watch --cache-dir "$work/cache" >"$work/gateway.log" 2>&1 &
 gateway=$!
 trap 'kill $gateway 2>/dev/null; rm -rf "$work"' EXIT
@@ -28,7 +29,8 @@ for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
     sleep 0.1
 done
-"${client_cpu[@]}" target/release/examples/fanout_bench --addr "127.0.0.1:$port" --service fan \
+"${client_cpu[@]}" target/release/examples/fanout_bench --addr "127.0.0.1:$port" \
+    --control-addr "127.0.0.1:$((port + 1))" --service fan \
     --server-pid "$gateway" "$@"
 rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$gateway/status")
 echo "gateway RSS with the members connected: $((rss_kib / 1024)) MiB"

@@ -22,7 +22,7 @@ measure() {
     local label=$1; shift
     local start end
     start=$(date +%s%N)
-    target/release/wasmgate serve --listen 127.0.0.1:$port --plugins "$work/plugins" --no-watch "$@" 2>/dev/null &
+    target/release/wasmgate serve --listen 127.0.0.1:$port --control-listen 127.0.0.1:$((port + 1)) --plugins "$work/plugins" --no-watch "$@" 2>/dev/null &
     local pid=$!
     until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do sleep 0.005; done
     end=$(date +%s%N)

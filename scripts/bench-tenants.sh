@@ -50,7 +50,7 @@ declare -A R
 
 run() {  # NAME PLUGINS EXTRA-FLAGS...
     local name=$1 plugins=$2; shift 2
-    taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$PORT" --plugins "$plugins" \
+    taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$PORT" --control-listen "127.0.0.1:$((PORT + 1))" --plugins "$plugins" \
         --cache-dir "$WORK/cache" --memory-state "$@" >"$WORK/$name.log" 2>&1 &
     GW_PID=$!
     for _ in $(seq 1 600); do

@@ -22,7 +22,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 RUN_S=${SECONDS_PER_RUN:-5}
 IDLE_N=${IDLE_CONNECTIONS:-19000}
 FANOUT_N=${FANOUT_CONNECTIONS:-10000}
-WG_PORT=18080 NATIVE_PORT=18090 PUSHPIN_PORT=18100 BACKEND_PORT=18110
+WG_PORT=18080 WG_CONTROL_PORT=18081 NATIVE_PORT=18090 PUSHPIN_PORT=18100 BACKEND_PORT=18110
 
 ulimit -n "$(ulimit -Hn)"   # idle mode holds ~19,000 sockets on each side
 
@@ -97,7 +97,7 @@ echo_runs() {
 
 # --- wasmgate -----------------------------------------------------------
 echo "== wasmgate" >&2
-taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --plugins "$WORK/plugins" \
+taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --control-listen "127.0.0.1:$WG_CONTROL_PORT" --plugins "$WORK/plugins" \
     --no-cache --no-watch --memory-state >"$WORK/wasmgate.log" 2>&1 &
 WG_PID=$!; PIDS+=("$WG_PID")
 wait_port $WG_PORT
@@ -112,11 +112,11 @@ kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
 # 10 broadcasts by reverse push and 10 by host call, each timed until the
 # last member has it (and the same to a group of one as the baseline).
 echo "== wasmgate fan-out" >&2
-taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --plugins "$WORK/plugins" \
+taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --control-listen "127.0.0.1:$WG_CONTROL_PORT" --plugins "$WORK/plugins" \
     --no-cache --no-watch --memory-state >"$WORK/wasmgate-fanout.log" 2>&1 &
 WG_PID=$!; PIDS+=("$WG_PID")
 wait_port $WG_PORT
-taskset -c 1 "$TARGET/release/examples/fanout_bench" --addr "127.0.0.1:$WG_PORT" --service fan \
+taskset -c 1 "$TARGET/release/examples/fanout_bench" --addr "127.0.0.1:$WG_PORT" --control-addr "127.0.0.1:$WG_CONTROL_PORT" --service fan \
     --server-pid "$WG_PID" --members "$FANOUT_N" --rounds 10 >"$WORK/fanout.txt" || true
 cat "$WORK/fanout.txt" >&2
 kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true

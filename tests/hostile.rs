@@ -270,6 +270,6 @@ async fn connect_close_storms_and_ping_floods_leave_memory_bounded() {
     let grown = rss_bytes().saturating_sub(before);
     assert!(grown < 64 << 20, "memory grew by {} MiB", grown >> 20);
     // Closed connections left nothing behind in the router.
-    let (_, listing) = get_json(&gateway.url("/push/calm")).await;
+    let (_, listing) = get_json(&gateway.control_url("/push/calm")).await;
     assert_eq!(listing["connections"].as_array().unwrap().len(), 1);
 }

@@ -5,7 +5,7 @@ use wasmgate_tests::*;
 
 /// The service's entry in `/admin/services`.
 async fn admin(gateway: &TestGateway, service: &str) -> serde_json::Value {
-    let (status, body) = get_json(&gateway.url("/admin/services")).await;
+    let (status, body) = get_json(&gateway.control_url("/admin/services")).await;
     assert_eq!(status, 200);
     body["services"]
         .as_array()

@@ -6,6 +6,8 @@
 mod browser;
 /// Echo of text and binary through the example `echo` service.
 mod echo;
+/// The front door under abuse: caps, timeouts, liveness, listeners.
+mod front_door;
 /// Hostile handlers and hostile clients: each fails only itself.
 mod hostile;
 /// Handlers in other forms than a Rust component: hand-written core modules.

@@ -19,7 +19,7 @@ async fn push_and_close_with_an_id_from_the_listing() {
     let mut client = gateway.connect("probe").await;
     let id = connection_id(&mut client).await;
 
-    let (status, listing) = get_json(&gateway.url("/push/probe")).await;
+    let (status, listing) = get_json(&gateway.control_url("/push/probe")).await;
     assert_eq!(status, 200);
     let connections = listing["connections"].as_array().unwrap();
     assert_eq!(connections.len(), 1);
@@ -31,7 +31,7 @@ async fn push_and_close_with_an_id_from_the_listing() {
             >= connections[0]["connectedAt"].as_u64().unwrap()
     );
 
-    let info_url = gateway.url(&format!(
+    let info_url = gateway.control_url(&format!(
         "/push/probe/{}",
         id.replace('/', "%2F").replace('+', "%2B")
     ));
@@ -111,7 +111,7 @@ async fn another_services_connection_is_not_found() {
     assert_eq!((status, answer["errNo"].as_i64()), (404, Some(2202)));
     let (status, _) = post_push(&gateway, "probe", close_push(&victim_id)).await;
     assert_eq!(status, 404);
-    let (_, listing) = get_json(&gateway.url("/push/probe")).await;
+    let (_, listing) = get_json(&gateway.control_url("/push/probe")).await;
     assert!(listing["connections"].as_array().unwrap().is_empty());
 
     // By host call from a handler of another service.
@@ -161,13 +161,16 @@ async fn a_service_with_a_token_needs_it() {
     let gateway = TestGateway::start(&services()).await;
     let mut client = gateway.connect("locked").await;
     let id = connection_id(&mut client).await;
-    let url = gateway.url("/push/locked");
+    let url = gateway.control_url("/push/locked");
     for auth in [
         None,
         Some("Bearer wrong-token-0123456789".to_owned()),
         Some(format!("Basic {TOKEN}")),
     ] {
-        let mut request = http().post(&url).body(text_push(&id, "x"));
+        let mut request = http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(text_push(&id, "x"));
         if let Some(auth) = auth.clone() {
             request = request.header("authorization", auth);
         }
@@ -180,6 +183,7 @@ async fn a_service_with_a_token_needs_it() {
     }
     let response = http()
         .post(&url)
+        .header("content-type", "application/json")
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(text_push(&id, "authorised"))
         .send()
@@ -202,7 +206,7 @@ async fn health_and_unknown_routes() {
     let (status, health) = get_json(&gateway.url("/healthz")).await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
-    let (status, answer) = get_json(&gateway.url("/push/nope")).await;
+    let (status, answer) = get_json(&gateway.control_url("/push/nope")).await;
     assert_eq!((status, answer["errNo"].as_i64()), (404, Some(2201)));
     let refusal = upgrade_refusal(&gateway.ws_url("/ws/nope")).await;
     assert_eq!(refusal.map(|(status, _)| status), Some(404));
@@ -228,7 +232,8 @@ async fn one_services_token_opens_nothing_of_another() {
     let a_token = "Bearer token-of-team-a-0001";
     // A's token on B's routes: push, list and inspect are all refused.
     let push = http()
-        .post(gateway.url("/push/team-b"))
+        .post(gateway.control_url("/push/team-b"))
+        .header("content-type", "application/json")
         .header("authorization", a_token)
         .body(text_push(&b_id, "x"))
         .send()
@@ -243,7 +248,7 @@ async fn one_services_token_opens_nothing_of_another() {
         ),
     ] {
         let response = http()
-            .get(gateway.url(&path))
+            .get(gateway.control_url(&path))
             .header("authorization", a_token)
             .send()
             .await
@@ -252,7 +257,8 @@ async fn one_services_token_opens_nothing_of_another() {
     }
     // A's token on A's route with B's id: not found.
     let response = http()
-        .post(gateway.url("/push/team-a"))
+        .post(gateway.control_url("/push/team-a"))
+        .header("content-type", "application/json")
         .header("authorization", a_token)
         .body(close_push(&b_id))
         .send()
@@ -271,7 +277,8 @@ async fn the_info_route_finds_ids_of_every_shape() {
         let mut client = gateway.connect("probe").await;
         let id = connection_id(&mut client).await;
         let encoded = id.replace('/', "%2F").replace('+', "%2B");
-        let (status, body) = get_json(&gateway.url(&format!("/push/probe/{encoded}"))).await;
+        let (status, body) =
+            get_json(&gateway.control_url(&format!("/push/probe/{encoded}"))).await;
         assert_eq!(status, 200, "{id}: {body}");
         assert_eq!(body["connection"]["secConnectionID"], id);
     }

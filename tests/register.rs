@@ -19,7 +19,7 @@ async fn a_refusal_answers_403_with_the_handlers_message() {
     assert_eq!(status, 403);
     assert_eq!(body["errNo"], 4001);
     assert_eq!(body["errMsg"], "not today");
-    let (_, listing) = get_json(&gateway.url("/push/probe")).await;
+    let (_, listing) = get_json(&gateway.control_url("/push/probe")).await;
     assert!(listing["connections"].as_array().unwrap().is_empty());
 }
 
@@ -34,7 +34,7 @@ async fn a_failing_register_answers_503_and_no_connection_exists() {
         assert_eq!(status, 503, "{query}");
         assert_eq!(body["errNo"], 2302, "{query}");
     }
-    let (_, listing) = get_json(&gateway.url("/push/failing-register")).await;
+    let (_, listing) = get_json(&gateway.control_url("/push/failing-register")).await;
     assert!(listing["connections"].as_array().unwrap().is_empty());
     // And the gateway keeps serving.
     let mut client = gateway.connect("failing-register").await;
@@ -155,7 +155,7 @@ async fn a_service_without_register_accepts_and_without_transfer_drops() {
     // No register handler: accepted. No transfer handler: data dropped.
     let mut client = gateway.connect("cleanup-only").await;
     send_text(&mut client, "echo:dropped").await;
-    let (_, listing) = get_json(&gateway.url("/push/cleanup-only")).await;
+    let (_, listing) = get_json(&gateway.control_url("/push/cleanup-only")).await;
     let id = listing["connections"][0]["secConnectionID"]
         .as_str()
         .unwrap()

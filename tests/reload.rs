@@ -20,7 +20,7 @@ async fn until_probe_answers(client: &mut Client) -> usize {
 }
 
 async fn admin(gateway: &TestGateway, service: &str) -> serde_json::Value {
-    let (status, body) = get_json(&gateway.url("/admin/services")).await;
+    let (status, body) = get_json(&gateway.control_url("/admin/services")).await;
     assert_eq!(status, 200);
     body["services"]
         .as_array()
@@ -184,7 +184,7 @@ async fn a_deleted_role_file_falls_back_to_the_shared_handler() {
             )
             .await;
             send_text(&mut client, "dropped").await;
-            let (status, listing) = get_json(&gateway.url("/push/roles")).await;
+            let (status, listing) = get_json(&gateway.control_url("/push/roles")).await;
             assert_eq!(status, 200);
             let id = listing["connections"][0]["secConnectionID"]
                 .as_str()

@@ -41,7 +41,7 @@ async fn an_upgrade_refused_by_shutdown_after_register_accepted_still_gets_its_c
     let connecting = tokio::spawn(async move { upgrade_refusal(&url).await });
     // A connection is listed from the moment its register call starts.
     for _ in 0..200 {
-        let (_, listing) = get_json(&gateway.url("/push/late")).await;
+        let (_, listing) = get_json(&gateway.control_url("/push/late")).await;
         if listing["connections"]
             .as_array()
             .is_some_and(|c| !c.is_empty())

@@ -136,7 +136,7 @@ async fn groups_broadcast_and_end_with_their_connections() {
     assert_eq!((status, answer["errNo"].as_i64()), (400, Some(2406)));
 
     // The info route shows a connection's groups.
-    let (_, info) = get_json(&gateway.url(&format!("/push/probe/{a_id}"))).await;
+    let (_, info) = get_json(&gateway.control_url(&format!("/push/probe/{a_id}"))).await;
     assert_eq!(info["connection"]["groups"], serde_json::json!(["room"]));
 
     // Leaving, and ending: membership goes with the connection, and cleanup
@@ -245,7 +245,7 @@ async fn no_stale_ids_after_ten_thousand_connections() {
     }
     assert_eq!(state.0, "[]", "group members left behind");
     assert_eq!(state.1, "[]", "stored ids left behind");
-    let (_, list) = get_json(&gateway.url("/push/storm")).await;
+    let (_, list) = get_json(&gateway.control_url("/push/storm")).await;
     assert_eq!(list["connections"].as_array().unwrap().len(), 1);
     // A cleanup's log line is written after its call returns, so the last
     // ones may trail the emptied store by a moment.
@@ -291,9 +291,10 @@ async fn durable_gateway_child() {
         state_file: Some(state.into()),
         ..wasmgate::GatewayConfig::new(plugins)
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    println!("LISTENING {}", listener.local_addr().unwrap());
-    wasmgate::run(listener, config, std::future::pending::<()>())
+    let any = "127.0.0.1:0".parse().unwrap();
+    let listeners = wasmgate::Listeners::bind(any, any).await.unwrap();
+    println!("LISTENING {}", listeners.public.local_addr().unwrap());
+    wasmgate::run(listeners, config, std::future::pending::<()>())
         .await
         .unwrap();
 }

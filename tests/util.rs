@@ -99,8 +99,10 @@ impl ServiceSpec {
 
 /// A gateway running in this process.
 pub struct TestGateway {
-    /// Where it listens.
+    /// Where its public listener listens.
     pub addr: SocketAddr,
+    /// Where its control listener listens.
+    pub control_addr: SocketAddr,
     /// Its plugins folder.
     pub plugins: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -110,6 +112,15 @@ pub struct TestGateway {
 impl TestGateway {
     /// Creates the service folders and starts a gateway on `127.0.0.1:0`.
     pub async fn start(services: &[ServiceSpec]) -> Self {
+        Self::start_with(services, |_| {}).await
+    }
+
+    /// Like [`TestGateway::start`], with the gateway's settings changed by
+    /// `configure` first.
+    pub async fn start_with(
+        services: &[ServiceSpec],
+        configure: impl FnOnce(&mut wasmgate::GatewayConfig),
+    ) -> Self {
         init_logs();
         let plugins = tempfile::tempdir().unwrap();
         for service in services {
@@ -125,20 +136,26 @@ impl TestGateway {
                 std::fs::write(dir.join("service.toml"), toml).unwrap();
             }
         }
-        let config = wasmgate::GatewayConfig {
+        let mut config = wasmgate::GatewayConfig {
             max_concurrency: 32,
             max_memory_mb: 128,
             cache_dir: Some(compile_cache_dir()),
             ..wasmgate::GatewayConfig::new(plugins.path())
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        // Tests share 127.0.0.1 and open thousands of sockets between them.
+        config.front_door.max_connections_per_ip = 0;
+        configure(&mut config);
+        let any = "127.0.0.1:0".parse().unwrap();
+        let listeners = wasmgate::Listeners::bind(any, any).await.unwrap();
+        let addr = listeners.public.local_addr().unwrap();
+        let control_addr = listeners.control.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(wasmgate::run(listener, config, async {
+        let task = tokio::spawn(wasmgate::run(listeners, config, async {
             let _ = signal.await;
         }));
         let gateway = Self {
             addr,
+            control_addr,
             plugins,
             shutdown: Some(shutdown),
             task: Some(task),
@@ -155,9 +172,14 @@ impl TestGateway {
         format!("ws://{}{}", self.addr, path)
     }
 
-    /// `http://` URL of a path.
+    /// `http://` URL of a path on the public listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `http://` URL of a path on the control listener.
+    pub fn control_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.control_addr, path)
     }
 
     /// Opens a WebSocket to `/ws/<service>` (plus an optional `?query`).
@@ -300,7 +322,8 @@ pub async fn post_push(
     body: impl Into<String>,
 ) -> (u16, serde_json::Value) {
     let response = http()
-        .post(gateway.url(&format!("/push/{service}")))
+        .post(gateway.control_url(&format!("/push/{service}")))
+        .header("content-type", "application/json")
         .body(body.into())
         .send()
         .await

@@ -49,6 +49,11 @@ impl GatewayError {
     pub const FORBIDDEN_REMOTE: i32 = 2102;
     /// 2103: an administration route called from outside loopback (HTTP only).
     pub const FORBIDDEN_ADMIN: i32 = 2103;
+    /// 2104: a control POST whose body is not declared JSON (HTTP only).
+    pub const WRONG_CONTENT_TYPE: i32 = 2104;
+    /// 2105: a control request from a web page (`Origin`) to a service
+    /// without `push_token` (HTTP only).
+    pub const CROSS_ORIGIN: i32 = 2105;
     /// 2201: unknown service (HTTP only).
     pub const UNKNOWN_SERVICE: i32 = 2201;
     /// 2202: no live connection with that id in this service: unknown,
@@ -56,6 +61,8 @@ impl GatewayError {
     pub const CONNECTION_NOT_FOUND: i32 = 2202;
     /// 2203: the connection's outbound queue overflowed; it was closed with 1008.
     pub const QUEUE_FULL: i32 = 2203;
+    /// 2204: no such route on this listener (HTTP only).
+    pub const UNKNOWN_ROUTE: i32 = 2204;
     /// 2302: the register handler failed (an upgrade refused; HTTP only).
     pub const REGISTER_FAILED: i32 = 2302;
     /// 2303: the service is at `max_connections` (HTTP only).
@@ -66,6 +73,12 @@ impl GatewayError {
     pub const BAD_UPGRADE: i32 = 2305;
     /// 2306: a handler file of the service has not loaded yet (HTTP only).
     pub const SERVICE_NOT_READY: i32 = 2306;
+    /// 2307: the gateway is at its connection limit (HTTP only).
+    pub const GATEWAY_FULL: i32 = 2307;
+    /// 2308: the client's address is at its connection limit (HTTP only).
+    pub const ADDRESS_FULL: i32 = 2308;
+    /// 2309: the upgrade took longer than the handshake deadline (HTTP only).
+    pub const HANDSHAKE_TIMEOUT: i32 = 2309;
     /// 2401: key-value key empty or longer than 512 bytes.
     pub const INVALID_KEY: i32 = 2401;
     /// 2402: key-value value larger than 1 MiB.
@@ -104,7 +117,8 @@ pub mod close_code {
     /// 1000: closed by the service (reverse push `closing`, the `close`
     /// host call) or by the idle timeout.
     pub const NORMAL: u16 = 1000;
-    /// 1001: the gateway is shutting down, or the service was removed.
+    /// 1001: the gateway is shutting down, the service was removed, or the
+    /// client answered no ping for a whole ping interval.
     pub const GOING_AWAY: u16 = 1001;
     /// 1002: the client broke the WebSocket protocol.
     pub const PROTOCOL_ERROR: u16 = 1002;

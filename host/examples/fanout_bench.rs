@@ -32,6 +32,8 @@ struct Options {
     /// The gateway's process id, to read its CPU time (`/proc/<pid>/stat`).
     server_pid: Option<u32>,
     addr: SocketAddr,
+    /// The control listener, for the reverse push.
+    control_addr: SocketAddr,
     service: String,
     members: usize,
     rounds: usize,
@@ -42,6 +44,7 @@ fn options() -> anyhow::Result<Options> {
     let mut options = Options {
         server_pid: None,
         addr: "127.0.0.1:8080".parse()?,
+        control_addr: "127.0.0.1:8081".parse()?,
         service: "fan".into(),
         members: 10_000,
         rounds: 20,
@@ -54,13 +57,14 @@ fn options() -> anyhow::Result<Options> {
             .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
         match flag.as_str() {
             "--addr" => options.addr = value.parse()?,
+            "--control-addr" => options.control_addr = value.parse()?,
             "--service" => options.service = value,
             "--members" => options.members = value.parse()?,
             "--rounds" => options.rounds = value.parse()?,
             "--payload" => options.payload = value.parse()?,
             "--server-pid" => options.server_pid = Some(value.parse()?),
             other => anyhow::bail!(
-                "unknown flag {other}; flags: --addr --service --members --rounds --payload --server-pid"
+                "unknown flag {other}; flags: --addr --control-addr --service --members --rounds --payload --server-pid"
             ),
         }
     }
@@ -181,7 +185,11 @@ async fn broadcast_once(
     if via_http {
         let body = serde_json::json!({"websocket": {"action": "data broadcast", "group": group, "data": text}});
         let response = http
-            .post(format!("http://{}/push/{}", options.addr, options.service))
+            .post(format!(
+                "http://{}/push/{}",
+                options.control_addr, options.service
+            ))
+            .header("content-type", "application/json")
             .body(body.to_string())
             .send()
             .await?;

@@ -71,14 +71,15 @@ async fn echo_rate(bytes: &[u8], reuse: u32, messages: usize) -> anyhow::Result<
         service.join("service.toml"),
         format!("instance_reuse = {reuse}\n"),
     )?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+    let any = "127.0.0.1:0".parse()?;
+    let listeners = wasmgate::Listeners::bind(any, any).await?;
+    let addr = listeners.public.local_addr()?;
     let config = wasmgate::GatewayConfig {
         cache_dir: Some(cache_dir()),
         ..wasmgate::GatewayConfig::new(&plugins)
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = tokio::spawn(wasmgate::run(listener, config, async {
+    let gateway = tokio::spawn(wasmgate::run(listeners, config, async {
         let _ = stopped.await;
     }));
     let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/bench")).await?;

@@ -34,13 +34,14 @@ async fn main() -> anyhow::Result<()> {
         std::fs::copy(wasm, dir.join("handler.wasm"))?;
         std::fs::write(dir.join("service.toml"), toml)?;
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+    let any = "127.0.0.1:0".parse()?;
+    let listeners = wasmgate::Listeners::bind(any, any).await?;
+    let addr = listeners.public.local_addr()?;
     let config = wasmgate::GatewayConfig {
         watch: false,
         ..wasmgate::GatewayConfig::new(&plugins)
     };
-    tokio::spawn(wasmgate::run(listener, config, std::future::pending()));
+    tokio::spawn(wasmgate::run(listeners, config, std::future::pending()));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let quiet = measure(addr).await?;

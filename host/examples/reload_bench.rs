@@ -40,13 +40,14 @@ async fn main() -> anyhow::Result<()> {
     let service_dir = plugins.join("bench");
     std::fs::create_dir_all(&service_dir)?;
     install(&service_dir, &versions[0])?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+    let any = "127.0.0.1:0".parse()?;
+    let listeners = wasmgate::Listeners::bind(any, any).await?;
+    let addr = listeners.public.local_addr()?;
     let config = wasmgate::GatewayConfig {
         cache_dir: None,
         ..wasmgate::GatewayConfig::new(&plugins)
     };
-    tokio::spawn(wasmgate::run(listener, config, std::future::pending()));
+    tokio::spawn(wasmgate::run(listeners, config, std::future::pending()));
     let url = format!("ws://{addr}/ws/bench");
     let (mut probe_client, _) = tokio_tungstenite::connect_async(&url).await?;
 

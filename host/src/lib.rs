@@ -7,9 +7,10 @@
 //! call `dispatch`, which calls `plugins`, `wasm` and `state`; `protocol`
 //! and `config` are leaves every layer may use.
 //!
-//! - [`http`]: the routes (`/ws/<service>` upgrade, reverse push and info,
-//!   admin, health) and serving them until shutdown ([`run`], [`serve`],
-//!   [`app`]).
+//! - [`http`]: the two listeners (public: `/ws/<service>` upgrades; control:
+//!   reverse push, info, admin), their admission caps and timeouts, and
+//!   serving them until shutdown ([`run`], [`serve`], [`public_app`],
+//!   [`control_app`]).
 //! - `session`: one WebSocket connection from upgrade to cleanup.
 //! - `dispatch`: the gateway's shared state ([`Gateway`]) and handler calls
 //!   within concurrency caps, with their output logged.
@@ -40,9 +41,9 @@ pub mod stages;
 pub mod state;
 pub mod wasm;
 
-pub use config::{GatewayConfig, ServiceConfig};
+pub use config::{FrontDoorConfig, GatewayConfig, ServiceConfig};
 pub use dispatch::Gateway;
-pub use http::{app, run, serve};
+pub use http::{control_app, public_app, run, serve, Listeners};
 pub use invoke::invoke;
 pub use plugins::{LoadFailure, LoadedHandler, PluginFile, Service, Services};
 pub use protocol::{ApiError, CloseCause, ErrNo};

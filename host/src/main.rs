@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use wasmgate::{GatewayConfig, OutputSource};
+use clap::{Args, Parser, Subcommand};
+use wasmgate::{FrontDoorConfig, GatewayConfig, Listeners, OutputSource};
 
 /// mimalloc: the per-event path allocates and frees many small buffers
 /// (event JSON, WASI context, store), which glibc's allocator serves
@@ -27,9 +27,19 @@ struct Cli {
 enum Command {
     /// Serve WebSocket clients with the handlers found in the plugins folder.
     Serve {
-        /// Address to listen on (WebSocket upgrades, reverse push, health).
+        /// Public address: WebSocket upgrades, the demo page, health.
         #[arg(long, env = "WASMGATE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Control address: reverse push, connection info, admin. Keep it on
+        /// loopback or a private network.
+        #[arg(
+            long,
+            env = "WASMGATE_CONTROL_LISTEN",
+            default_value = "127.0.0.1:8081"
+        )]
+        control_listen: SocketAddr,
+        #[command(flatten)]
+        front_door: FrontDoorArgs,
         /// Folder with one sub-folder per service, each holding handler.wasm
         /// (or register/transfer/cleanup.wasm) and an optional service.toml.
         #[arg(long, env = "WASMGATE_PLUGINS", default_value = "./plugins")]
@@ -73,6 +83,61 @@ enum Command {
     },
 }
 
+/// How the listeners admit connections; see the README's "Front door".
+#[derive(Args)]
+struct FrontDoorArgs {
+    /// Sockets the public listener holds at once [default: the open-file
+    /// limit less the reserve and the control listener's share].
+    #[arg(long, env = "WASMGATE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Sockets from one source address (IPv6: one /64); 0 for no cap
+    /// (behind a proxy, every client has the proxy's address).
+    #[arg(long, env = "WASMGATE_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    max_connections_per_ip: usize,
+    /// Sockets the control listener holds at once.
+    #[arg(long, env = "WASMGATE_MAX_CONTROL_CONNECTIONS", default_value_t = 256)]
+    max_control_connections: usize,
+    /// File descriptors kept from client sockets, for plugin files, the
+    /// state file and the compile cache.
+    #[arg(long, env = "WASMGATE_FD_RESERVE", default_value_t = 512)]
+    fd_reserve: usize,
+    /// Milliseconds a connection has to send a request head (also how long
+    /// an idle keep-alive connection stays open).
+    #[arg(long, env = "WASMGATE_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    header_timeout_ms: u64,
+    /// Milliseconds from an upgrade request to its 101, register included.
+    #[arg(long, env = "WASMGATE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    handshake_timeout_ms: u64,
+    /// Largest request head (request line and headers) in bytes, at least
+    /// 8192.
+    #[arg(long, env = "WASMGATE_MAX_REQUEST_HEAD_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u64).range(8192..))]
+    max_request_head_bytes: u64,
+    /// MiB of WebSocket frames declared but not yet received, across all
+    /// connections (frames over 16 KiB wait for room).
+    #[arg(long, env = "WASMGATE_FRAME_BUDGET_MB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    frame_budget_mb: u64,
+}
+
+impl From<FrontDoorArgs> for FrontDoorConfig {
+    fn from(args: FrontDoorArgs) -> Self {
+        Self {
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            max_control_connections: args.max_control_connections,
+            fd_reserve: args.fd_reserve,
+            header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
+            handshake_timeout: std::time::Duration::from_millis(args.handshake_timeout_ms),
+            max_request_head_bytes: usize::try_from(args.max_request_head_bytes)
+                .unwrap_or(usize::MAX),
+            frame_budget_bytes: args.frame_budget_mb << 20,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -96,6 +161,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve {
             listen,
+            control_listen,
+            front_door,
             plugins,
             max_concurrency,
             max_memory_mb,
@@ -118,18 +185,19 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             } else {
                 cache_dir.or_else(default_cache_dir)
             };
-            let listener = tokio::net::TcpListener::bind(listen)
+            let listeners = Listeners::bind(listen, control_listen)
                 .await
-                .with_context(|| format!("binding {listen}"))?;
+                .with_context(|| format!("binding {listen} and {control_listen}"))?;
             let config = GatewayConfig {
                 max_concurrency,
                 max_memory_mb,
                 cache_dir,
                 watch: !no_watch,
                 state_file,
+                front_door: front_door.into(),
                 ..GatewayConfig::new(plugins)
             };
-            wasmgate::run(listener, config, shutdown_signal()).await?;
+            wasmgate::run(listeners, config, shutdown_signal()).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Invoke {

@@ -9,11 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::dispatch::{new_request_id, Event, Gateway};
@@ -57,7 +61,10 @@ impl PendingSession {
     }
 
     /// Serves the upgraded socket until the connection ends.
-    pub(crate) async fn run(mut self, socket: WebSocket) {
+    pub(crate) async fn run<S>(mut self, socket: WebSocketStream<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let parts = self.parts.take().expect("a pending session runs once");
         parts.serve(socket).await;
     }
@@ -118,7 +125,10 @@ enum WriterStop {
 }
 
 impl SessionParts {
-    async fn serve(self, socket: WebSocket) {
+    async fn serve<S>(self, socket: WebSocketStream<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         tracing::info!(service = %self.service.name, conn = %self.connection.id, source_ip = %self.connection.source_ip, "connection opened");
         let (sink, stream) = socket.split();
         let (stop_sender, stop_receiver) = oneshot::channel();
@@ -204,19 +214,42 @@ async fn run_cleanup(
 }
 
 /// Reads client frames until the connection ends, running transfer for each message.
-async fn read_loop(
+async fn read_loop<S>(
     gateway: &Gateway,
     service: &Service,
     connection: &Arc<Connection>,
-    mut stream: SplitStream<WebSocket>,
-) -> Ending {
-    let idle_timeout = service.config().idle_timeout;
+    mut stream: SplitStream<WebSocketStream<S>>,
+) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = service.config();
+    let idle_timeout = config.idle_timeout;
     // One timer and one cancellation waiter for the connection's life, not
-    // one per message: a message only moves `last_active`, and the timer,
-    // when it fires early, is pushed back to the real deadline.
-    let mut last_active = Instant::now();
-    let idle = tokio::time::sleep_until(last_active + idle_timeout);
-    tokio::pin!(idle);
+    // one per message: a message only moves `last_data`, and the timer, when
+    // it fires early, is moved to the next real deadline.
+    //
+    // Two clocks run on it. Idleness counts client *data* only: a client
+    // that just pings, or answers our pings, is alive but not using the
+    // connection, and must not hold it forever. Liveness counts every frame:
+    // a client silent for a whole ping interval is pinged, and one still
+    // silent an interval later is taken for gone (a half-open socket).
+    let started = Instant::now();
+    let mut last_data = started;
+    let mut liveness = config.ping_interval.map(|interval| Liveness {
+        interval,
+        next_check: started + interval,
+        heard: false,
+        pinged: false,
+    });
+    let wake_at = |last_data: Instant, liveness: &Option<Liveness>| {
+        let idle_at = last_data + idle_timeout;
+        liveness
+            .as_ref()
+            .map_or(idle_at, |liveness| idle_at.min(liveness.next_check))
+    };
+    let timer = tokio::time::sleep_until(wake_at(last_data, &liveness));
+    tokio::pin!(timer);
     let closing = connection.closing().cancelled();
     tokio::pin!(closing);
     loop {
@@ -225,30 +258,36 @@ async fn read_loop(
             _ = &mut closing => {
                 return Ending::by_gateway(connection.close_cause().unwrap_or(CloseCause::SERVER));
             }
-            _ = &mut idle => {
-                let deadline = last_active + idle_timeout;
-                if Instant::now() < deadline {
-                    idle.as_mut().reset(deadline);
-                    continue;
+            _ = &mut timer => {
+                let now = Instant::now();
+                if now >= last_data + idle_timeout {
+                    return Ending::by_gateway(CloseCause::IDLE);
                 }
-                return Ending::by_gateway(CloseCause::IDLE);
+                if let Some(liveness) = &mut liveness {
+                    if now >= liveness.next_check && !liveness.check(connection, now) {
+                        return Ending::by_gateway(CloseCause::UNRESPONSIVE);
+                    }
+                }
+                timer.as_mut().reset(wake_at(last_data, &liveness));
+                continue;
             }
             message = stream.next() => message,
         };
+        if let Some(liveness) = &mut liveness {
+            liveness.heard = true;
+        }
         let payload = match message {
             None => return Ending::by_client(None),
             Some(Err(error)) => return protocol_error(service, connection, error),
-            Some(Ok(Message::Close(frame))) => return Ending::by_client(frame.map(|f| f.code)),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                connection.touch();
-                last_active = Instant::now();
-                continue;
+            Some(Ok(Message::Close(frame))) => {
+                return Ending::by_client(frame.map(|f| u16::from(f.code)))
             }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             Some(Ok(Message::Text(text))) => Payload::Text(text.as_str().to_owned()),
             Some(Ok(Message::Binary(bytes))) => Payload::Binary(bytes),
         };
         connection.touch();
-        last_active = Instant::now();
+        last_data = Instant::now();
         let result = transfer(gateway, service, connection, &payload).await;
         // A close asked for while the handler ran (by itself, a push that
         // overflowed the queue, or shutdown) names the ending better than
@@ -265,13 +304,39 @@ async fn read_loop(
     }
 }
 
+/// Whether a client still answers: see `read_loop`.
+struct Liveness {
+    interval: std::time::Duration,
+    /// When to look next.
+    next_check: Instant,
+    /// Whether the client sent any frame since the last check.
+    heard: bool,
+    /// Whether the last check sent a ping.
+    pinged: bool,
+}
+
+impl Liveness {
+    /// The check at `now`: a client heard from is fine; a quiet one is
+    /// pinged; one that stayed quiet since its ping is gone (`false`).
+    fn check(&mut self, connection: &Connection, now: Instant) -> bool {
+        let alive = self.heard || !self.pinged;
+        self.pinged = !self.heard;
+        if self.pinged && alive {
+            connection.ping();
+        }
+        self.heard = false;
+        self.next_check = now + self.interval;
+        alive
+    }
+}
+
 /// Maps a read error to the close code the client deserves.
-fn protocol_error(service: &Service, connection: &Connection, error: axum::Error) -> Ending {
-    let inner = error.into_inner();
-    let Some(error) = inner.downcast_ref::<tungstenite::Error>() else {
-        return Ending::by_client(None);
-    };
-    let cause = match error {
+fn protocol_error(service: &Service, connection: &Connection, error: tungstenite::Error) -> Ending {
+    let cause = match &error {
+        // The frame budget cut off a large frame that came too slowly.
+        tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            CloseCause::SLOW_FRAME
+        }
         tungstenite::Error::Utf8(_) => CloseCause::INVALID_UTF8,
         tungstenite::Error::Capacity(_) => CloseCause::TOO_BIG,
         // A client that drops the TCP connection without a close frame went away.
@@ -317,11 +382,13 @@ async fn transfer(
 }
 
 /// Writes queued messages to the socket until told to stop.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
+async fn write_loop<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut outbound: mpsc::Receiver<Outbound>,
     mut stop: oneshot::Receiver<WriterStop>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let instruction = loop {
         tokio::select! {
             biased;
@@ -352,7 +419,7 @@ async fn write_loop(
             }
         }
         let frame = CloseFrame {
-            code: cause.code,
+            code: CloseCode::from(cause.code),
             reason: cause.text.into(),
         };
         let _ = sink.send(Message::Close(Some(frame))).await;
@@ -365,6 +432,7 @@ impl From<Outbound> for Message {
         match message {
             Outbound::Text(text) => Message::Text(text),
             Outbound::Binary(bytes) => Message::Binary(bytes),
+            Outbound::Ping => Message::Ping(Default::default()),
         }
     }
 }

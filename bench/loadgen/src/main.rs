@@ -4,8 +4,11 @@
 //! percentiles), `idle` (hold many idle connections, report connect rate and
 //! server RSS per connection), `churn` (connect+close storm) and `fanout`
 //! (one reverse push per connection of a wasmgate service, time until the
-//! last one arrives). Every mode prints one line `RESULT key=value ...` for
-//! scripts.
+//! last one arrives), and for the front-door benchmark `hold` (an attacker
+//! holding idle sockets) and `http-latency` (see `abuse.rs`). Every mode
+//! prints one line `RESULT key=value ...` for scripts.
+
+mod abuse;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,16 +26,19 @@ use tokio_tungstenite::WebSocketStream;
 
 /// Command line of the load generator.
 #[derive(Parser, Debug)]
-struct Args {
+pub(crate) struct Args {
     /// Server address (host:port), on 127.0.0.0/8.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// The server's control address (reverse push), for the fanout mode.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    control_addr: SocketAddr,
     /// Service path segment: connections go to /ws/<service>.
     #[arg(long, default_value = "echo")]
     service: String,
     /// The server's process id, for RSS readings from /proc/<pid>/status.
     #[arg(long)]
-    server_pid: Option<u32>,
+    pub(crate) server_pid: Option<u32>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -86,6 +92,21 @@ enum Mode {
         #[arg(long, default_value_t = 8)]
         http_connections: usize,
     },
+    /// Hold N idle TCP sockets (no request) for a while, reopening each
+    /// one the server closes.
+    Hold {
+        #[arg(long, default_value_t = 1000)]
+        sockets: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// GET a path on one keep-alive connection, about 100 times a second.
+    HttpLatency {
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
 }
 
 type Ws = WebSocketStream<TcpStream>;
@@ -101,7 +122,7 @@ fn raise_nofile() {
 }
 
 /// Source address number `i` in 127.0.0.2-127.0.0.254.
-fn source_addr(i: usize) -> SocketAddr {
+pub(crate) fn source_addr(i: usize) -> SocketAddr {
     let last = 2 + (i % 253) as u8;
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), 0)
 }
@@ -122,13 +143,13 @@ async fn connect(
     Ok(ws)
 }
 
-fn rss_kib(pid: Option<u32>) -> Option<u64> {
+pub(crate) fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn percentile(sorted: &[u32], p: f64) -> u32 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
     }
@@ -380,7 +401,7 @@ async fn run_churn(args: &Args, concurrency: usize, seconds: f64) -> anyhow::Res
 }
 
 /// One HTTP/1.1 request on a keep-alive connection; returns status and body.
-async fn http(
+pub(crate) async fn http(
     stream: &mut BufReader<TcpStream>,
     method: &str,
     path: &str,
@@ -432,7 +453,7 @@ async fn run_fanout(
         );
     }
     // The ids of this service's connections (only ours are expected).
-    let mut control = BufReader::new(TcpStream::connect(args.addr).await?);
+    let mut control = BufReader::new(TcpStream::connect(args.control_addr).await?);
     let (status, body) = http(&mut control, "GET", &format!("/push/{}", args.service), "").await?;
     if status != 200 {
         bail!("GET /push/{}: {status} {body}", args.service);
@@ -452,7 +473,7 @@ async fn run_fanout(
     }
     let mut streams = Vec::new();
     for _ in 0..http_connections {
-        streams.push(BufReader::new(TcpStream::connect(args.addr).await?));
+        streams.push(BufReader::new(TcpStream::connect(args.control_addr).await?));
     }
     let receivers: Vec<_> = sockets
         .into_iter()
@@ -538,5 +559,12 @@ async fn main() -> anyhow::Result<()> {
             connections,
             http_connections,
         } => run_fanout(&args, connections, http_connections).await,
+        Mode::Hold { sockets, seconds } => {
+            raise_nofile();
+            abuse::run_hold(&args, sockets, seconds).await
+        }
+        Mode::HttpLatency { ref path, seconds } => {
+            abuse::run_http_latency(&args, path, seconds).await
+        }
     }
 }

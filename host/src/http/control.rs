@@ -1,23 +1,32 @@
-//! The routes a service's backend uses: reverse push (the one routing
-//! function, as the host calls), the connection info routes, and the
-//! loopback-only admin route.
+//! The control listener's routes, for a service's backend and the operator:
+//! reverse push (the one routing function, as the host calls), the
+//! connection info routes, health with the service names, and the admin
+//! route.
 //!
-//! Authorisation: the service's bearer token when it sets one (compared in
-//! constant time), else a loopback caller.
+//! Authorisation, per service: its bearer token when it sets one (any peer
+//! may present it; compared as SHA-256 digests in constant time, so neither
+//! its content nor its length leaks), else a loopback peer whose request
+//! carries no `Origin` header: a web page the operator visits could
+//! otherwise reach loopback. A POST body must be declared
+//! `application/json`, which a cross-origin form or `fetch` without a
+//! preflight cannot send. A caller that may not use a service is not told
+//! whether it exists.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap};
 use axum::routing::get;
 use axum::Json;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::find_service;
 use crate::config::ServiceConfig;
 use crate::dispatch::Gateway;
-use crate::plugins::PluginFile;
+use crate::plugins::{PluginFile, Service};
 use crate::protocol::{ok_body, ApiError, ErrNo, PushRequest, Role};
 use crate::state::route;
 
@@ -26,10 +35,34 @@ pub(super) fn routes() -> axum::Router<Gateway> {
         .route("/push/{service}", get(list_connections).post(push))
         .route("/push/{service}/{*id}", get(connection_info))
         .route("/admin/services", get(admin_services))
+        .route("/healthz", get(healthz))
+}
+
+/// Whether a peer is on this host (an IPv4-mapped loopback address too).
+fn is_loopback(peer: IpAddr) -> bool {
+    match peer {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        IpAddr::V4(v4) => v4.is_loopback(),
+    }
+}
+
+/// Whether a request may act without a token: from this host, and not from
+/// a web page (browsers send `Origin` on every cross-origin request and on
+/// every POST).
+fn is_local_tool(headers: &HeaderMap, peer: IpAddr) -> Result<(), ApiError> {
+    if headers.contains_key(header::ORIGIN) {
+        return Err(ErrNo::CROSS_ORIGIN.error());
+    }
+    if !is_loopback(peer) {
+        return Err(ErrNo::FORBIDDEN_REMOTE.error());
+    }
+    Ok(())
 }
 
 /// Checks the reverse-push authorisation rule: the bearer token if the service
-/// has one (compared in constant time), else a loopback caller.
+/// has one, else a local tool (see [`is_local_tool`]).
 fn authorize(config: &ServiceConfig, headers: &HeaderMap, peer: IpAddr) -> Result<(), ApiError> {
     match &config.push_token {
         Some(token) => {
@@ -38,15 +71,59 @@ fn authorize(config: &ServiceConfig, headers: &HeaderMap, peer: IpAddr) -> Resul
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or("");
-            if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            let (given, token) = (Sha256::digest(given), Sha256::digest(token));
+            if bool::from(given.ct_eq(&token)) {
                 Ok(())
             } else {
                 Err(ErrNo::UNAUTHORIZED.error())
             }
         }
-        None if peer.is_loopback() => Ok(()),
-        None => Err(ErrNo::FORBIDDEN_REMOTE.error()),
+        None => is_local_tool(headers, peer),
     }
+}
+
+/// The service, if the caller may use it. An unknown service is named as
+/// such only to a local tool; anyone else is refused as for a service with
+/// a token, so names cannot be probed.
+fn authorized_service(
+    gateway: &Gateway,
+    name: &str,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<Arc<Service>, ApiError> {
+    match find_service(gateway, name) {
+        Ok(service) => {
+            authorize(&service.config(), headers, peer)?;
+            Ok(service)
+        }
+        Err(unknown) => match is_local_tool(headers, peer) {
+            Ok(()) => Err(unknown),
+            Err(_) => Err(ErrNo::UNAUTHORIZED.error()),
+        },
+    }
+}
+
+/// A POST body must be declared JSON.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ErrNo::WRONG_CONTENT_TYPE.error())
+    }
+}
+
+/// Health, with the names of the loaded services (the public listener's
+/// health names nothing).
+async fn healthz(State(gateway): State<Gateway>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": if gateway.is_shutting_down() { "shutting down" } else { "ok" },
+        "services": gateway.services().names(),
+    }))
 }
 
 async fn push(
@@ -56,9 +133,9 @@ async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let service = find_service(&gateway, &service)?;
+    let service = authorized_service(&gateway, &service, &headers, peer.ip())?;
+    require_json(&headers)?;
     let config = service.config();
-    authorize(&config, &headers, peer.ip())?;
     // Base64 grows data by 4/3; allow that plus room for the JSON around it.
     let body_limit = config.max_message_bytes / 3 * 4 + 64 * 1024;
     let body = axum::body::to_bytes(body, body_limit)
@@ -81,8 +158,7 @@ async fn list_connections(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let service = find_service(&gateway, &service)?;
-    authorize(&service.config(), &headers, peer.ip())?;
+    let service = authorized_service(&gateway, &service, &headers, peer.ip())?;
     let connections = gateway.broker().connections(&service.name).await?;
     let mut body = ok_body();
     body["connections"] = serde_json::json!(connections);
@@ -95,8 +171,7 @@ async fn connection_info(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let service = find_service(&gateway, &service)?;
-    authorize(&service.config(), &headers, peer.ip())?;
+    let service = authorized_service(&gateway, &service, &headers, peer.ip())?;
     let info = gateway.broker().connection(&service.name, &id).await?;
     let mut body = ok_body();
     body["connection"] = serde_json::json!(info);
@@ -104,13 +179,17 @@ async fn connection_info(
 }
 
 /// What is loaded, per service and file: content hash, load time, compile
-/// time and the last load error. Loopback callers only.
+/// time and the last load error. Local tools only.
 async fn admin_services(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !peer.ip().is_loopback() {
-        return Err(ErrNo::FORBIDDEN_ADMIN.error());
+    match is_local_tool(&headers, peer.ip()) {
+        Err(error) if error.code == ErrNo::FORBIDDEN_REMOTE.number => {
+            return Err(ErrNo::FORBIDDEN_ADMIN.error())
+        }
+        other => other?,
     }
     let millis = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
@@ -176,6 +255,36 @@ mod tests {
         assert!(authorize(&config, &headers(None), "::1".parse().unwrap()).is_ok());
         let error = authorize(&config, &headers(None), IpAddr::from([10, 1, 2, 3])).unwrap_err();
         assert_eq!((error.status.as_u16(), error.code), (403, 2102));
+    }
+
+    #[test]
+    fn without_a_token_a_web_page_may_not_push_even_from_loopback() {
+        let config = ServiceConfig::default();
+        let mut from_page = headers(None);
+        from_page.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        let error = authorize(&config, &from_page, IpAddr::from([127, 0, 0, 1])).unwrap_err();
+        assert_eq!((error.status.as_u16(), error.code), (403, 2105));
+        // A mapped loopback address is loopback.
+        assert!(authorize(&config, &headers(None), "::ffff:127.0.0.1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_post_body_must_be_declared_json() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            require_json(&headers)
+        };
+        assert!(with("application/json").is_ok());
+        assert!(with("Application/JSON; charset=utf-8").is_ok());
+        for refused in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ] {
+            assert_eq!(with(refused).unwrap_err().code, 2104, "{refused}");
+        }
+        assert_eq!(require_json(&HeaderMap::new()).unwrap_err().code, 2104);
     }
 
     #[test]

@@ -5,13 +5,19 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::{Role as WebSocketRole, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
 
 use super::find_service;
+use super::frame_budget::{Budget, FrameBudget};
+use super::handshake::Handshake;
 use crate::dispatch::{new_request_id, Event, Gateway};
 use crate::protocol::{
     connecting_event, ApiError, CloseCause, ConnectingRequest, ErrNo, RegisterAnswer, Role,
@@ -26,8 +32,19 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Size of the write buffer before tungstenite flushes to the socket.
 const WRITE_BUFFER_BYTES: usize = 0;
 
-pub(super) fn routes() -> axum::Router<Gateway> {
-    axum::Router::new().route("/ws/{service}", get(upgrade))
+/// The upgrade route, with the gateway-wide budget of declared frames.
+pub(super) fn routes(budget: Budget) -> axum::Router<Gateway> {
+    axum::Router::new()
+        .route("/ws/{service}", get(upgrade))
+        .layer(Extension(budget))
+}
+
+/// How the socket is taken over once the 101 is sent.
+struct Upgrade {
+    /// Resolves to the socket after the 101; `None` when the connection
+    /// cannot be upgraded.
+    on_upgrade: Option<OnUpgrade>,
+    budget: Budget,
 }
 
 /// What the upgrade request carried.
@@ -41,40 +58,48 @@ struct UpgradeRequest {
 
 async fn upgrade(
     State(gateway): State<Gateway>,
+    Extension(budget): Extension<Budget>,
     Path(service): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: Request,
 ) -> Response {
+    let upgrade = Upgrade {
+        on_upgrade: request.extensions_mut().remove::<OnUpgrade>(),
+        budget,
+    };
     let request = UpgradeRequest {
         service,
         peer,
-        uri,
+        uri: request.uri().clone(),
         query,
-        headers,
+        headers: std::mem::take(request.headers_mut()),
     };
-    match accept(gateway, request, upgrade).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    // The whole handshake, register included, within the deadline; a
+    // register still running then is dropped with its reservation.
+    let deadline = gateway.config().front_door.handshake_timeout;
+    match tokio::time::timeout(deadline, accept(gateway, request, upgrade)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.into_response(),
+        Err(_) => ErrNo::HANDSHAKE_TIMEOUT
+            .with(format_args!("{deadline:?}"))
+            .into_response(),
     }
 }
 
 async fn accept(
     gateway: Gateway,
     request: UpgradeRequest,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Upgrade,
 ) -> Result<Response, ApiError> {
     if gateway.is_shutting_down() {
         return Err(ErrNo::SHUTTING_DOWN.error());
     }
     let service = find_service(&gateway, &request.service)?;
-    let upgrade = upgrade.map_err(|rejection| {
-        ErrNo::BAD_UPGRADE
-            .with(rejection.body_text())
-            .with_status(rejection.status())
-    })?;
+    let handshake = Handshake::check(&request.headers)?;
+    let on_upgrade = upgrade
+        .on_upgrade
+        .ok_or_else(|| ErrNo::BAD_UPGRADE.with("this connection cannot be upgraded"))?;
     // Fail closed: a handler file that has not loaded yet may be the check
     // the service asks for.
     if let Err(file) = service.readiness() {
@@ -138,18 +163,40 @@ async fn accept(
         return Err(ErrNo::SHUTTING_DOWN.error());
     }
 
-    let mut upgrade = upgrade
+    // The sub-protocol is sent back only if the client offered it.
+    let protocol = protocol.filter(|chosen| {
+        request
+            .headers
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|offered| offered.trim() == chosen)
+    });
+    let socket_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(config.max_message_bytes.saturating_mul(2).max(64 * 1024))
-        .max_message_size(config.max_message_bytes)
-        .max_frame_size(config.max_message_bytes);
-    if let Some(protocol) = protocol {
-        upgrade = upgrade.protocols([protocol]);
-    }
-    Ok(upgrade
-        .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| session.run(socket)))
+        .max_message_size(Some(config.max_message_bytes))
+        .max_frame_size(Some(config.max_message_bytes));
+    let budget = upgrade.budget;
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = FrameBudget::new(TokioIo::new(upgraded), budget);
+                let socket = WebSocketStream::from_raw_socket(
+                    io,
+                    WebSocketRole::Server,
+                    Some(socket_config),
+                )
+                .await;
+                session.run(socket).await;
+            }
+            // The session's drop runs its cleanup.
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
+        }
+    });
+    Ok(handshake.accept(protocol.as_deref()))
 }
 
 /// Removes a reserved connection from the router when dropped while armed.

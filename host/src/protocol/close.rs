@@ -71,16 +71,22 @@ impl CloseCause {
     /// The client did not read its messages fast enough: its outbound
     /// queue overflowed.
     pub const SLOW_CLIENT: Self = cause(CloseReason::Error, 1008, "outbound queue overflow");
+    /// A large frame whose payload came slower than the front door allows
+    /// (it held a share of the gateway's frame budget meanwhile).
+    pub const SLOW_FRAME: Self = cause(CloseReason::Error, 1008, "frame payload too slow");
     /// A message larger than `max_message_bytes`.
     pub const TOO_BIG: Self = cause(CloseReason::Error, 1009, "message too big");
     /// The transfer handler failed (trap, time-out, error result).
     pub const HANDLER_FAILED: Self = cause(CloseReason::Error, 1011, "handler failed");
+    /// The client answered none of the gateway's pings for a whole ping
+    /// interval: it is taken for gone (a half-open socket).
+    pub const UNRESPONSIVE: Self = cause(CloseReason::Client, 1001, "no answer to ping");
     /// The service stayed at its concurrency cap for longer than its
     /// time-out, or its transfer handler has not loaded yet: try again later.
     pub const BUSY: Self = cause(CloseReason::Error, 1013, "service busy");
 
     /// Every cause.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::SERVER,
         Self::IDLE,
         Self::SHUTDOWN,
@@ -91,6 +97,8 @@ impl CloseCause {
         Self::TOO_BIG,
         Self::HANDLER_FAILED,
         Self::BUSY,
+        Self::UNRESPONSIVE,
+        Self::SLOW_FRAME,
     ];
 
     /// Whether the messages already queued for the client are sent before

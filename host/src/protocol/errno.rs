@@ -74,6 +74,20 @@ impl ErrNo {
         StatusCode::FORBIDDEN,
         "administration routes are only allowed from loopback",
     );
+    /// A control route's POST body is not declared `application/json`: a
+    /// browser may send `text/plain` across origins without asking first.
+    pub const WRONG_CONTENT_TYPE: Self = row(
+        2104,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "the body must be sent as Content-Type: application/json",
+    );
+    /// A control request from a web page (it has an `Origin` header) to a
+    /// service without `push_token`: loopback alone does not vouch for it.
+    pub const CROSS_ORIGIN: Self = row(
+        2105,
+        StatusCode::FORBIDDEN,
+        "a request with an Origin header needs the service's push_token",
+    );
     /// No service of that name is loaded.
     pub const UNKNOWN_SERVICE: Self = row(2201, StatusCode::NOT_FOUND, "unknown service");
     /// No live connection of this service has that id (also for ids of
@@ -82,6 +96,13 @@ impl ErrNo {
         2202,
         StatusCode::NOT_FOUND,
         "no live connection with this id in this service",
+    );
+    /// No such route on this listener (the public and the control listener
+    /// serve different routes).
+    pub const UNKNOWN_ROUTE: Self = row(
+        2204,
+        StatusCode::NOT_FOUND,
+        "no such route on this listener",
     );
     /// The client reads too slowly; its outbound queue overflowed and it was
     /// closed.
@@ -118,6 +139,26 @@ impl ErrNo {
         2306,
         StatusCode::SERVICE_UNAVAILABLE,
         "service not ready: a handler file has not loaded",
+    );
+    /// The public listener holds its maximum number of sockets.
+    pub const GATEWAY_FULL: Self = row(
+        2307,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the gateway is at its connection limit",
+    );
+    /// The client's source address (its IPv6 /64) holds its maximum number
+    /// of sockets.
+    pub const ADDRESS_FULL: Self = row(
+        2308,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this source address is at its connection limit",
+    );
+    /// The upgrade, register included, took longer than the handshake
+    /// deadline.
+    pub const HANDSHAKE_TIMEOUT: Self = row(
+        2309,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the upgrade took longer than the handshake deadline",
     );
     /// A key-value key is empty or longer than the limit.
     pub const INVALID_KEY: Self = row(2401, StatusCode::BAD_REQUEST, "invalid key");
@@ -158,7 +199,7 @@ impl ErrNo {
     );
 
     /// Every row, in number order.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 32] = [
         Self::OK,
         Self::MALFORMED_JSON,
         Self::MISSING_FIELD,
@@ -169,14 +210,20 @@ impl ErrNo {
         Self::UNAUTHORIZED,
         Self::FORBIDDEN_REMOTE,
         Self::FORBIDDEN_ADMIN,
+        Self::WRONG_CONTENT_TYPE,
+        Self::CROSS_ORIGIN,
         Self::UNKNOWN_SERVICE,
         Self::CONNECTION_NOT_FOUND,
         Self::QUEUE_FULL,
+        Self::UNKNOWN_ROUTE,
         Self::REGISTER_FAILED,
         Self::TOO_MANY_CONNECTIONS,
         Self::SHUTTING_DOWN,
         Self::BAD_UPGRADE,
         Self::SERVICE_NOT_READY,
+        Self::GATEWAY_FULL,
+        Self::ADDRESS_FULL,
+        Self::HANDSHAKE_TIMEOUT,
         Self::INVALID_KEY,
         Self::VALUE_TOO_LARGE,
         Self::KEY_QUOTA,

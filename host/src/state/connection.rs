@@ -7,13 +7,13 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::Utf8Bytes;
 use base64::Engine as _;
 use bytes::Bytes;
 use rand::TryRngCore;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tungstenite::Utf8Bytes;
 
 use super::now_ms;
 use crate::protocol::{ApiError, CloseCause, ErrNo, Payload, BASE64};
@@ -25,6 +25,8 @@ pub enum Outbound {
     Text(Utf8Bytes),
     /// A binary frame.
     Binary(Bytes),
+    /// A ping the gateway sends to see whether the client is still there.
+    Ping,
 }
 
 impl From<Payload> for Outbound {
@@ -119,6 +121,12 @@ impl Connection {
                 .map(|groups| groups.iter().map(|g| g.to_string()).collect())
                 .unwrap_or_default(),
         }
+    }
+
+    /// Queues a ping unless the queue is full (a client that does not read
+    /// is closed by its queue, not by the liveness check).
+    pub fn ping(&self) {
+        let _ = self.outbound.try_send(Outbound::Ping);
     }
 
     /// Queues a message; a full queue closes the connection as too slow.

@@ -50,6 +50,7 @@ fn describe(message: &Outbound) -> String {
     match message {
         Outbound::Text(text) => format!("text {}", text.as_str()),
         Outbound::Binary(bytes) => format!("binary {} bytes", bytes.len()),
+        Outbound::Ping => "ping".to_owned(),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Settings: the gateway-wide [`GatewayConfig`] and the per-service
-//! [`ServiceConfig`] read from `plugins/<service>/service.toml`.
+//! The per-service [`ServiceConfig`], read from
+//! `plugins/<service>/service.toml`.
 //!
 //! Every value is validated when it is read; an invalid value is refused with
 //! a message that names the key, and the caller keeps whatever it had before.
@@ -11,47 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Gateway-wide settings.
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// The folder holding one sub-folder per service.
-    pub plugins_dir: PathBuf,
-    /// Handler calls running at once across all services; also the size of
-    /// the instance pool, so a call never waits for a pool slot it cannot get.
-    pub max_concurrency: u32,
-    /// Largest linear memory any handler may reach, in MiB: the pool's slot
-    /// size. A service's `memory_limit_mb` must not exceed it.
-    pub max_memory_mb: u64,
-    /// How long graceful shutdown waits for connections to close and their
-    /// cleanup handlers to run.
-    pub shutdown_grace: Duration,
-    /// Folder of the compile cache; `None` compiles every handler on load.
-    pub cache_dir: Option<PathBuf>,
-    /// Whether to watch the plugins folder and reload changed handlers.
-    pub watch: bool,
-    /// How long a service folder must be quiet after a change before it is
-    /// reloaded, so files written in pieces are read once complete.
-    pub reload_debounce: Duration,
-    /// File of the durable key-value store; `None` keeps the store in
-    /// memory (lost when the gateway stops).
-    pub state_file: Option<PathBuf>,
-}
-
-impl GatewayConfig {
-    /// Settings with defaults for everything but the plugins folder.
-    pub fn new(plugins_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            plugins_dir: plugins_dir.into(),
-            max_concurrency: 256,
-            max_memory_mb: 512,
-            shutdown_grace: Duration::from_secs(10),
-            cache_dir: None,
-            watch: true,
-            reload_debounce: Duration::from_millis(50),
-            state_file: None,
-        }
-    }
-}
+use super::GatewayConfig;
 
 /// Why a `service.toml` was refused.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +50,14 @@ pub struct ServiceConfig {
     /// Bearer token required on the reverse-push routes; `None` restricts
     /// them to loopback callers.
     pub push_token: Option<String>,
-    /// Close a connection after this long without a message from the client.
+    /// Close a connection after this long without a data message from the
+    /// client. Pings and pongs do not count: they show the peer is alive,
+    /// not that it is using the connection.
     pub idle_timeout: Duration,
+    /// How often the gateway pings a quiet client; one that answers nothing
+    /// (no pong, no frame at all) within the next interval is taken for dead
+    /// and closed. `None`: never ping.
+    pub ping_interval: Option<Duration>,
     /// Wall-clock bound of one handler call.
     pub timeout: Duration,
     /// Linear memory a handler call may grow to, in bytes.
@@ -122,6 +88,7 @@ impl Default for ServiceConfig {
         Self {
             push_token: None,
             idle_timeout: Duration::from_secs(600),
+            ping_interval: Some(Duration::from_secs(30)),
             timeout: Duration::from_millis(3000),
             memory_limit_bytes: 64 << 20,
             max_concurrency: 64,
@@ -140,6 +107,7 @@ impl Default for ServiceConfig {
 struct RawServiceConfig {
     push_token: Option<String>,
     idle_timeout_s: Option<u64>,
+    ping_interval_s: Option<u64>,
     timeout_ms: Option<u64>,
     memory_limit_mb: Option<u64>,
     max_concurrency: Option<u32>,
@@ -209,6 +177,15 @@ impl ServiceConfig {
                 ));
             }
             config.idle_timeout = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = raw.ping_interval_s {
+            if seconds > 3600 {
+                return Err(invalid(
+                    "ping_interval_s",
+                    "must be between 0 (off) and 3600".into(),
+                ));
+            }
+            config.ping_interval = (seconds > 0).then(|| Duration::from_secs(seconds));
         }
         if let Some(ms) = raw.timeout_ms {
             if !(1..=600_000).contains(&ms) {
@@ -344,6 +321,7 @@ mod tests {
             r#"
             push_token = "0123456789abcdef"
             idle_timeout_s = 5
+            ping_interval_s = 7
             timeout_ms = 250
             memory_limit_mb = 16
             max_concurrency = 4
@@ -357,6 +335,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.push_token.as_deref(), Some("0123456789abcdef"));
         assert_eq!(config.idle_timeout, Duration::from_secs(5));
+        assert_eq!(config.ping_interval, Some(Duration::from_secs(7)));
+        assert_eq!(parse("ping_interval_s = 0").unwrap().ping_interval, None);
         assert_eq!(config.timeout, Duration::from_millis(250));
         assert_eq!(config.memory_limit_bytes, 16 << 20);
         assert_eq!(config.max_concurrency, 4);

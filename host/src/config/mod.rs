@@ -1,0 +1,104 @@
+//! Settings: the gateway-wide [`GatewayConfig`] with its [`FrontDoorConfig`]
+//! (how the listeners admit and time out connections), and the per-service
+//! [`ServiceConfig`] read from `plugins/<service>/service.toml`.
+
+mod service;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use service::{ConfigError, ServiceConfig, MAX_INSTANCE_REUSE};
+
+/// Gateway-wide settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The folder holding one sub-folder per service.
+    pub plugins_dir: PathBuf,
+    /// Handler calls running at once across all services; also the size of
+    /// the instance pool, so a call never waits for a pool slot it cannot get.
+    pub max_concurrency: u32,
+    /// Largest linear memory any handler may reach, in MiB: the pool's slot
+    /// size. A service's `memory_limit_mb` must not exceed it.
+    pub max_memory_mb: u64,
+    /// How long graceful shutdown waits for connections to close and their
+    /// cleanup handlers to run.
+    pub shutdown_grace: Duration,
+    /// Folder of the compile cache; `None` compiles every handler on load.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether to watch the plugins folder and reload changed handlers.
+    pub watch: bool,
+    /// How long a service folder must be quiet after a change before it is
+    /// reloaded, so files written in pieces are read once complete.
+    pub reload_debounce: Duration,
+    /// File of the durable key-value store; `None` keeps the store in
+    /// memory (lost when the gateway stops).
+    pub state_file: Option<PathBuf>,
+    /// How the listeners admit and time out connections.
+    pub front_door: FrontDoorConfig,
+}
+
+impl GatewayConfig {
+    /// Settings with defaults for everything but the plugins folder.
+    pub fn new(plugins_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            plugins_dir: plugins_dir.into(),
+            max_concurrency: 256,
+            max_memory_mb: 512,
+            shutdown_grace: Duration::from_secs(10),
+            cache_dir: None,
+            watch: true,
+            reload_debounce: Duration::from_millis(50),
+            state_file: None,
+            front_door: FrontDoorConfig::default(),
+        }
+    }
+}
+
+/// How the two listeners admit connections and how long a connection may
+/// take before it has to show it is real. Defaults are in the README's
+/// "Front door" section, with the measurements they come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontDoorConfig {
+    /// Sockets the public listener holds at once, WebSocket and plain HTTP
+    /// alike. `None`: the process's open-file limit less [`Self::fd_reserve`]
+    /// and the control listener's share.
+    pub max_connections: Option<usize>,
+    /// Sockets the public listener holds from one source address (for IPv6,
+    /// one /64); 0 turns the cap off (behind a proxy every client has the
+    /// proxy's address).
+    pub max_connections_per_ip: usize,
+    /// Sockets the control listener holds at once.
+    pub max_control_connections: usize,
+    /// File descriptors no client socket may take: what the control
+    /// listener, plugin files, the compile cache and the state file need
+    /// when the public caps are reached.
+    pub fd_reserve: usize,
+    /// How long a connection may take to send a request's head, counted
+    /// from when the gateway waits for it: so also how long an idle
+    /// keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// How long an upgrade may take from its request to the 101 answer,
+    /// the register handler included.
+    pub handshake_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_request_head_bytes: usize,
+    /// Bytes of WebSocket frames that may be declared (their header read)
+    /// but not yet received, all connections together; a frame over 16 KiB
+    /// waits for room before the codec reserves its buffer.
+    pub frame_budget_bytes: u64,
+}
+
+impl Default for FrontDoorConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            max_connections_per_ip: 1000,
+            max_control_connections: 256,
+            fd_reserve: 512,
+            header_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_request_head_bytes: 64 << 10,
+            frame_budget_bytes: 64 << 20,
+        }
+    }
+}
