@@ -21,7 +21,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -131,7 +131,19 @@ fn refuse(mut stream: TcpStream, error: ApiError, refusals: &Arc<Semaphore>) {
         );
         let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
             stream.write_all(answer.as_bytes()).await?;
-            stream.shutdown().await
+            stream.shutdown().await?;
+            // Read what the client sends meanwhile (its request), so that
+            // closing with unread bytes does not reset the connection
+            // before the client has read the answer.
+            let mut sink = [0u8; 1024];
+            let mut drained = 0;
+            while drained < 16 << 10 {
+                match stream.read(&mut sink).await? {
+                    0 => break,
+                    n => drained += n,
+                }
+            }
+            Ok::<(), std::io::Error>(())
         })
         .await;
         drop(permit);
