@@ -67,10 +67,14 @@ HOLD_S=$((RUN_S + 25))
 taskset -c 1 "$LG" --addr "127.0.0.1:$PORT" --server-pid "$GW" hold --sockets "$ATTACK" --seconds "$HOLD_S" \
     >"$WORK/hold.txt" &
 ATTACKER=$!; PIDS+=("$ATTACKER")
-# Let the attacker reach its full count before measuring.
-sleep 10
+# Memory and descriptors once every attacker socket is open, before the
+# first of them reaches the header timeout.
+sleep 7
 R[attacked.rss]=$(rss "$GW")
 R[attacked.open_fds]=$(ls "/proc/$GW/fd" | wc -l)
+# The measurement then spans the header timeout's first sweep: the gateway
+# closes the attacker's sockets and the attacker reopens them.
+sleep 3
 measure attacked
 wait "$ATTACKER" || true
 record attacker "$(grep '^RESULT' "$WORK/hold.txt")"
@@ -90,4 +94,5 @@ row "control errors" "$(g quiet.control.errors)" "$(g attacked.control.errors)"
 echo
 held=$(g attacker.held_mid)
 echo "attacker: $ATTACK sockets, $held held at mid-run, $(g attacker.reconnects) reopened after the gateway closed them, $(g attacker.refused) refused with 503, $(g attacker.failed) failed to connect"
-echo "gateway: RSS $(g quiet.rss) KiB quiet, $(g attacked.rss) KiB attacked ($(awk -v a="$(g attacked.rss)" -v q="$(g quiet.rss)" -v n="$held" 'BEGIN{ if (n > 0) printf "%.2f", (a - q) / n; else printf "-" }') KiB per held socket); $(g attacked.open_fds) descriptors open"
+open_fds=$(g attacked.open_fds)
+echo "gateway: RSS $(g quiet.rss) KiB quiet, $(g attacked.rss) KiB with $open_fds descriptors open ($(awk -v a="$(g attacked.rss)" -v q="$(g quiet.rss)" -v n="$open_fds" 'BEGIN{ if (n > 0) printf "%.2f", (a - q) / n; else printf "-" }') KiB per open descriptor)"

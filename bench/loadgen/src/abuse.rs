@@ -15,7 +15,17 @@ use crate::{http, percentile, rss_kib, source_addr, Args};
 /// Keeps `sockets` TCP connections open for `seconds`, each from a source
 /// address in 127.0.0.2-254, sending nothing. A socket the server closes
 /// (its header timeout, or a refusal at accept) is opened again at once.
-pub(crate) async fn run_hold(args: &Args, sockets: usize, seconds: f64) -> anyhow::Result<()> {
+/// At most `concurrency` connection attempts run at once, so the attack
+/// ramps up as fast as the server accepts instead of overflowing its
+/// listen queue (whose dropped handshakes the kernel retries only seconds
+/// later).
+pub(crate) async fn run_hold(
+    args: &Args,
+    sockets: usize,
+    seconds: f64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let attempts = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let open = Arc::new(AtomicU64::new(0));
     let peak = Arc::new(AtomicU64::new(0));
@@ -27,10 +37,12 @@ pub(crate) async fn run_hold(args: &Args, sockets: usize, seconds: f64) -> anyho
             let (addr, open, peak) = (args.addr, open.clone(), peak.clone());
             let (reconnects, refused, failed) =
                 (reconnects.clone(), refused.clone(), failed.clone());
+            let attempts = attempts.clone();
             tokio::spawn(async move {
                 let mut first = true;
                 while Instant::now() < deadline {
                     let connected = async {
+                        let _attempt = attempts.acquire().await;
                         let socket = TcpSocket::new_v4()?;
                         socket.bind(source_addr(i))?;
                         socket.connect(addr).await

@@ -99,6 +99,9 @@ enum Mode {
         sockets: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Connection attempts at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
     },
     /// GET a path on one keep-alive connection, about 100 times a second.
     HttpLatency {
@@ -559,9 +562,13 @@ async fn main() -> anyhow::Result<()> {
             connections,
             http_connections,
         } => run_fanout(&args, connections, http_connections).await,
-        Mode::Hold { sockets, seconds } => {
+        Mode::Hold {
+            sockets,
+            seconds,
+            concurrency,
+        } => {
             raise_nofile();
-            abuse::run_hold(&args, sockets, seconds).await
+            abuse::run_hold(&args, sockets, seconds, concurrency).await
         }
         Mode::HttpLatency { ref path, seconds } => {
             abuse::run_http_latency(&args, path, seconds).await

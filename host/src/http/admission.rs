@@ -137,6 +137,11 @@ impl<S> Admitted<S> {
             _ticket: ticket,
         }
     }
+
+    /// The stream itself.
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Admitted<S> {

@@ -157,6 +157,32 @@ async fn serve_connection(
     settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
+    // A socket costs its HTTP buffers only once it has something to say:
+    // until its first byte, within the header timeout, it is just a socket
+    // and a small task. (Then hyper's own header timeout applies to the
+    // rest of the head.) `peek` waits for data for real, where `readable`
+    // may wake at once.
+    let mut first = [0u8; 1];
+    let first_byte = tokio::select! {
+        peeked = tokio::time::timeout(settings.header_timeout, stream.stream().peek(&mut first)) => peeked,
+        _ = shutdown.cancelled() => return,
+    };
+    if !matches!(first_byte, Ok(Ok(1..))) {
+        return;
+    }
+    // Boxed: the HTTP connection's state is large, and a task that is
+    // still waiting for its first byte should not carry room for it.
+    Box::pin(serve_http(stream, peer, app, settings, shutdown)).await;
+}
+
+/// Serves HTTP on an admitted socket that has begun to send.
+async fn serve_http(
+    stream: Admitted<TcpStream>,
+    peer: SocketAddr,
+    app: axum::Router,
+    settings: ListenerSettings,
+    shutdown: CancellationToken,
+) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(request)

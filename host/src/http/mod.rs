@@ -48,14 +48,30 @@ pub struct Listeners {
     pub control: TcpListener,
 }
 
+/// Connections the kernel queues for a listener before it accepts them: a
+/// burst of clients (or of attackers) larger than the queue would see their
+/// handshakes dropped and retried only after a second or more.
+const ACCEPT_BACKLOG: u32 = 4096;
+
 impl Listeners {
     /// Binds both addresses.
     pub async fn bind(public: SocketAddr, control: SocketAddr) -> std::io::Result<Self> {
         Ok(Self {
-            public: TcpListener::bind(public).await?,
-            control: TcpListener::bind(control).await?,
+            public: listen(public)?,
+            control: listen(control)?,
         })
     }
+}
+
+/// A listening socket on `address` with [`ACCEPT_BACKLOG`].
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Serves the gateway on `listeners` until `shutdown` resolves, then closes
