@@ -28,20 +28,7 @@ async fn upgrade_from(
     service: &str,
 ) -> Option<(u16, serde_json::Value)> {
     let stream = connect_from(from, gateway.addr).await;
-    let url = gateway.ws_url(&format!("/ws/{service}"));
-    match tokio_tungstenite::client_async(url, stream).await {
-        Ok(_) => None,
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response.body().clone().unwrap_or_default();
-            Some((
-                response.status().as_u16(),
-                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-            ))
-        }
-        // A socket refused at accept may be closed before the client has
-        // written its request.
-        Err(error) => Some((0, serde_json::json!({ "error": error.to_string() }))),
-    }
+    upgrade_refusal_over(stream, &gateway.ws_url(&format!("/ws/{service}"))).await
 }
 
 /// Whether the server closed `socket` (a read sees the end) within `wait`.

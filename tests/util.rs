@@ -277,7 +277,23 @@ pub async fn echoes_everything(gateway: &TestGateway, service: &str) {
 /// Asks for a WebSocket upgrade of `url`: `None` when it was accepted,
 /// otherwise the refusal's HTTP status and JSON body (`null` if not JSON).
 pub async fn upgrade_refusal(url: &str) -> Option<(u16, serde_json::Value)> {
-    match tokio_tungstenite::connect_async(url).await {
+    refusal_of(tokio_tungstenite::connect_async(url).await, url)
+}
+
+/// Like [`upgrade_refusal`], over a TCP connection already open (from a
+/// chosen source address, say).
+pub async fn upgrade_refusal_over(
+    stream: TcpStream,
+    url: &str,
+) -> Option<(u16, serde_json::Value)> {
+    refusal_of(tokio_tungstenite::client_async(url, stream).await, url)
+}
+
+fn refusal_of<S>(
+    result: Result<(S, impl std::fmt::Debug), tokio_tungstenite::tungstenite::Error>,
+    url: &str,
+) -> Option<(u16, serde_json::Value)> {
+    match result {
         Ok(_) => None,
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let body = response.body().clone().unwrap_or_default();

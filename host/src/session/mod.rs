@@ -3,22 +3,27 @@
 //! A reader loop reads client frames and runs the transfer handler for each
 //! message in turn, so messages of one connection never overtake each other;
 //! a writer task drains the connection's bounded outbound queue into the
-//! socket. Whatever ends the connection, it leaves the router first (so no
-//! push reaches a closing connection), then its cleanup handler runs once.
+//! socket (`writer.rs`). Whatever ends the connection, it leaves the router
+//! first (so no push reaches a closing connection), then its cleanup handler
+//! runs once. Idleness and liveness are two clocks (`liveness.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+mod liveness;
+mod writer;
+
+use futures_util::stream::SplitStream;
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use self::liveness::Liveness;
+use self::writer::{write_loop, WriterStop};
 
 use crate::dispatch::{new_request_id, Event, Gateway};
 use crate::plugins::Service;
@@ -113,15 +118,6 @@ impl Ending {
             sent: None,
         }
     }
-}
-
-/// Instructions from the reader loop to the writer task.
-enum WriterStop {
-    /// Send this close frame (after draining the queue if the cause asks
-    /// for it) and stop.
-    Close(CloseCause),
-    /// Stop; the close handshake, if any, is already under way.
-    Finish,
 }
 
 impl SessionParts {
@@ -304,32 +300,6 @@ where
     }
 }
 
-/// Whether a client still answers: see `read_loop`.
-struct Liveness {
-    interval: std::time::Duration,
-    /// When to look next.
-    next_check: Instant,
-    /// Whether the client sent any frame since the last check.
-    heard: bool,
-    /// Whether the last check sent a ping.
-    pinged: bool,
-}
-
-impl Liveness {
-    /// The check at `now`: a client heard from is fine; a quiet one is
-    /// pinged; one that stayed quiet since its ping is gone (`false`).
-    fn check(&mut self, connection: &Connection, now: Instant) -> bool {
-        let alive = self.heard || !self.pinged;
-        self.pinged = !self.heard;
-        if self.pinged && alive {
-            connection.ping();
-        }
-        self.heard = false;
-        self.next_check = now + self.interval;
-        alive
-    }
-}
-
 /// Maps a read error to the close code the client deserves.
 fn protocol_error(service: &Service, connection: &Connection, error: tungstenite::Error) -> Ending {
     let cause = match &error {
@@ -378,61 +348,5 @@ async fn transfer(
     match Box::pin(gateway.call(service, Role::Transfer, event)).await {
         None | Some(Ok(_)) => Ok(()),
         Some(Err(error)) => Err(error),
-    }
-}
-
-/// Writes queued messages to the socket until told to stop.
-async fn write_loop<S>(
-    mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut outbound: mpsc::Receiver<Outbound>,
-    mut stop: oneshot::Receiver<WriterStop>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let instruction = loop {
-        tokio::select! {
-            biased;
-            instruction = &mut stop => break instruction.unwrap_or(WriterStop::Finish),
-            message = outbound.recv() => {
-                let Some(message) = message else { break WriterStop::Finish };
-                if sink.feed(message.into()).await.is_err() {
-                    return;
-                }
-                // Write everything already queued before one flush.
-                while let Ok(message) = outbound.try_recv() {
-                    if sink.feed(message.into()).await.is_err() {
-                        return;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-        }
-    };
-    if let WriterStop::Close(cause) = instruction {
-        if cause.drains_queue() {
-            while let Ok(message) = outbound.try_recv() {
-                if sink.feed(message.into()).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let frame = CloseFrame {
-            code: CloseCode::from(cause.code),
-            reason: cause.text.into(),
-        };
-        let _ = sink.send(Message::Close(Some(frame))).await;
-    }
-    let _ = sink.close().await;
-}
-
-impl From<Outbound> for Message {
-    fn from(message: Outbound) -> Self {
-        match message {
-            Outbound::Text(text) => Message::Text(text),
-            Outbound::Binary(bytes) => Message::Binary(bytes),
-            Outbound::Ping => Message::Ping(Default::default()),
-        }
     }
 }
