@@ -11,7 +11,8 @@
 //!   reverse push, info, admin), their admission caps and timeouts, and
 //!   serving them until shutdown ([`run`], [`serve`], [`public_app`],
 //!   [`control_app`]).
-//! - `session`: one WebSocket connection from upgrade to cleanup.
+//! - `session`: one WebSocket connection from upgrade to cleanup, its
+//!   writer, and its idle and liveness clocks.
 //! - `dispatch`: the gateway's shared state ([`Gateway`]) and handler calls
 //!   within concurrency caps, with their output logged.
 //! - [`plugins`]: services loaded from `plugins/<service>/` folders
