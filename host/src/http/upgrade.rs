@@ -1,7 +1,6 @@
 //! `GET /ws/<service>`: a WebSocket upgrade, decided by the service's
 //! register handler, then handed to a [session](crate::session).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,7 +19,8 @@ use super::frame_budget::{Budget, FrameBudget};
 use super::handshake::Handshake;
 use crate::dispatch::{new_request_id, Event, Gateway};
 use crate::protocol::{
-    connecting_event, ApiError, CloseCause, ConnectingRequest, ErrNo, RegisterAnswer, Role,
+    connecting_event, header_fields, query_fields, ApiError, CloseCause, ConnectingRequest, ErrNo,
+    RegisterAnswer, Role,
 };
 use crate::session::PendingSession;
 use crate::state::{Connection, Router};
@@ -134,8 +134,8 @@ async fn accept(
             request_id: &request_id,
             connection_id: &connection.id,
             source_ip: request.peer.ip(),
-            headers: header_map(&request.headers),
-            query: query_map(request.query.as_deref()),
+            headers: header_fields(&request.headers),
+            query: query_fields(request.query.as_deref()),
         }),
         departed_groups: None,
     };
@@ -217,27 +217,4 @@ impl Drop for ReleaseOnDrop {
             self.router.remove(&connection);
         }
     }
-}
-
-/// The upgrade request's headers by lower-case name; a repeated header's
-/// values joined with `, `.
-fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
-    let mut map: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
-        map.entry(name.as_str().to_owned())
-            .and_modify(|existing| {
-                existing.push_str(", ");
-                existing.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
-    }
-    map
-}
-
-/// The query parameters; of a repeated key, the last value.
-fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
 }

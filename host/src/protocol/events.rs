@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use axum::http::HeaderMap;
 use base64::Engine as _;
 use serde_json::{json, Map};
 
@@ -142,6 +143,31 @@ pub fn closing_event(connection_id: &str, reason: CloseReason, client_code: Opti
         websocket.insert("closeCode".into(), code.into());
     }
     json!({ "websocket": websocket }).to_string()
+}
+
+/// The `headers` field of the *connecting* event: the upgrade request's
+/// headers by lower-case name, a repeated header's values joined with `, `,
+/// bytes that are not UTF-8 replaced.
+pub fn header_fields(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        map.entry(name.as_str().to_owned())
+            .and_modify(|existing| {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    map
+}
+
+/// The `queryString` field of the *connecting* event: the query parameters,
+/// percent-decoded; of a repeated key, the last value.
+pub fn query_fields(query: Option<&str>) -> BTreeMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,10 @@ mod register;
 
 pub use close::{CloseCause, CloseReason};
 pub use errno::{ok_body, ApiError, ErrNo};
-pub use events::{closing_event, connecting_event, data_send_event, ConnectingRequest, Role};
+pub use events::{
+    closing_event, connecting_event, data_send_event, header_fields, query_fields,
+    ConnectingRequest, Role,
+};
 pub use push::{Payload, PushRequest};
 pub use register::{MalformedAnswer, RegisterAnswer};
 

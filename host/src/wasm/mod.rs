@@ -21,7 +21,7 @@
 pub(crate) mod cache;
 mod call;
 pub(crate) mod capture;
-pub(crate) mod core_module;
+pub mod core_module;
 mod epoch;
 mod host_calls;
 mod reuse;
