@@ -10,6 +10,8 @@ mod echo;
 mod front_door;
 /// Hostile handlers and hostile clients: each fails only itself.
 mod hostile;
+/// A tenant's own files used against the gateway: links, FIFOs, sizes.
+mod hostile_files;
 /// Handlers in other forms than a Rust component: hand-written core modules.
 mod languages;
 /// Handlers in Python and JavaScript components: echo, the seed-style

@@ -59,6 +59,8 @@ pub struct ServiceSpec {
     name: String,
     files: Vec<(String, PathBuf)>,
     inline: Vec<(String, Vec<u8>)>,
+    links: Vec<(String, PathBuf)>,
+    fifos: Vec<String>,
     toml: Option<String>,
 }
 
@@ -69,6 +71,8 @@ impl ServiceSpec {
             name: name.into(),
             files: Vec::new(),
             inline: Vec::new(),
+            links: Vec::new(),
+            fifos: Vec::new(),
             toml: None,
         }
     }
@@ -82,6 +86,19 @@ impl ServiceSpec {
     /// Writes `bytes` (e.g. a module built from WAT in the test) as `file`.
     pub fn bytes(mut self, file: &str, bytes: Vec<u8>) -> Self {
         self.inline.push((file.into(), bytes));
+        self
+    }
+
+    /// Makes `file` a symbolic link to `target` (relative targets are
+    /// relative to the service folder).
+    pub fn link(mut self, file: &str, target: impl Into<PathBuf>) -> Self {
+        self.links.push((file.into(), target.into()));
+        self
+    }
+
+    /// Makes `file` a FIFO (a named pipe nobody writes to).
+    pub fn fifo(mut self, file: &str) -> Self {
+        self.fifos.push(file.into());
         self
     }
 
@@ -134,6 +151,16 @@ impl TestGateway {
             }
             if let Some(toml) = &service.toml {
                 std::fs::write(dir.join("service.toml"), toml).unwrap();
+            }
+            for (file, target) in &service.links {
+                std::os::unix::fs::symlink(target, dir.join(file)).unwrap();
+            }
+            for file in &service.fifos {
+                let status = std::process::Command::new("mkfifo")
+                    .arg(dir.join(file))
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "mkfifo {file}");
             }
         }
         let mut config = wasmgate::GatewayConfig {

@@ -55,6 +55,11 @@ enum Command {
         /// [default: $XDG_CACHE_HOME/wasmgate or ~/.cache/wasmgate].
         #[arg(long, env = "WASMGATE_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
+        /// Largest handler file a service may hold, in MiB; larger ones are
+        /// refused unread.
+        #[arg(long, env = "WASMGATE_MAX_PLUGIN_FILE_MB", default_value_t = 32,
+              value_parser = clap::value_parser!(u64).range(1..=4096))]
+        max_plugin_file_mb: u64,
         /// Compile every handler on load; keep nothing on disk.
         #[arg(long, env = "WASMGATE_NO_CACHE")]
         no_cache: bool,
@@ -163,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             listen,
             control_listen,
             front_door,
+            max_plugin_file_mb,
             plugins,
             max_concurrency,
             max_memory_mb,
@@ -195,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 watch: !no_watch,
                 state_file,
                 front_door: front_door.into(),
+                max_plugin_file_bytes: max_plugin_file_mb << 20,
                 ..GatewayConfig::new(plugins)
             };
             wasmgate::run(listeners, config, shutdown_signal()).await?;

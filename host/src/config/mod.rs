@@ -35,7 +35,13 @@ pub struct GatewayConfig {
     pub state_file: Option<PathBuf>,
     /// How the listeners admit and time out connections.
     pub front_door: FrontDoorConfig,
+    /// Largest handler file a service may hold, in bytes; a larger one is
+    /// refused unread. The default fits the 18 MB Python example.
+    pub max_plugin_file_bytes: u64,
 }
+
+/// Largest `service.toml`, in bytes.
+pub const MAX_SETTINGS_FILE_BYTES: u64 = 64 << 10;
 
 impl GatewayConfig {
     /// Settings with defaults for everything but the plugins folder.
@@ -50,6 +56,7 @@ impl GatewayConfig {
             reload_debounce: Duration::from_millis(50),
             state_file: None,
             front_door: FrontDoorConfig::default(),
+            max_plugin_file_bytes: 32 << 20,
         }
     }
 }

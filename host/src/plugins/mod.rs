@@ -3,6 +3,8 @@
 //! handler files ([`PluginFile`]), reloaded when they change on disk.
 //!
 //! - `files.rs`: the files a service folder may hold, and their fingerprints.
+//! - `read.rs`: reading one without following links, blocking or
+//!   overflowing.
 //! - `service.rs`: one service: settings, loaded handlers, failures.
 //! - `concurrency.rs`: a service's resizable cap on concurrent calls.
 //! - `services.rs`: all services, and reconciling one with its folder.
@@ -10,12 +12,14 @@
 
 mod concurrency;
 mod files;
+mod read;
 mod service;
 mod services;
 mod watcher;
 
 pub(crate) use concurrency::CapPermit;
 pub use files::PluginFile;
+pub use read::ReadError;
 pub use service::{LoadFailure, LoadedHandler, Service};
 pub use services::{is_valid_service_name, PluginError, Services};
 pub(crate) use watcher::{watch, PluginWatcher};

@@ -8,13 +8,14 @@
 //! whose `stat` has not changed since it was last read is not read again.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use super::files::{Fingerprint, PluginFile};
+use super::read::{is_real_folder, read_plugin_file, ReadError};
 use super::service::{LoadedHandler, Service};
-use crate::config::{ConfigError, GatewayConfig, ServiceConfig};
+use crate::config::{ConfigError, GatewayConfig, ServiceConfig, MAX_SETTINGS_FILE_BYTES};
 use crate::protocol::CloseCause;
 use crate::state::Router;
 use crate::wasm::cache::{content_hash, CompileCache};
@@ -33,15 +34,15 @@ pub fn is_valid_service_name(name: &str) -> bool {
 /// Why a handler file was not loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    /// The file could not be read.
-    #[error("plugin {service}/{file}: cannot read: {source}")]
+    /// The file could not be read, or is not one the gateway reads.
+    #[error("plugin {service}/{file}: not read: {source}")]
     Read {
         /// The service.
         service: String,
         /// The file.
         file: PluginFile,
-        /// The I/O error.
-        source: std::io::Error,
+        /// Why.
+        source: ReadError,
     },
     /// The file did not compile or link.
     #[error("plugin {service}/{file}: {source}")]
@@ -164,7 +165,8 @@ impl Services {
         }
         tracing::debug!(service = %name, "reconciling the service with its folder");
         let dir = self.config.plugins_dir.join(name);
-        if !dir.is_dir() {
+        // A folder that is a link to elsewhere is not a service.
+        if !is_real_folder(&dir) {
             self.remove(name, router);
             return;
         }
@@ -173,7 +175,7 @@ impl Services {
             None => {
                 // Taken before the read, so a change during it is seen later.
                 let seen = Self::fingerprint(&dir, PluginFile::Settings);
-                match self.read_settings(&dir) {
+                match self.read_settings(&dir).await {
                     Ok(config) => {
                         let service = Service::new(name, dir.clone(), config);
                         // What was just read need not be read again below.
@@ -190,7 +192,7 @@ impl Services {
         let reloading = service.clone();
         let _reloading = reloading.reloading.lock().await;
         let was_live = !service.has_no_handlers();
-        self.reload_settings(&service);
+        self.reload_settings(&service).await;
         // Every file on disk is marked (and its compile started) before a
         // new service becomes routable, so it refuses clients until its
         // handlers have loaded instead of skipping their checks.
@@ -216,21 +218,23 @@ impl Services {
         }
     }
 
-    fn read_settings(&self, dir: &Path) -> Result<ServiceConfig, ConfigError> {
-        let path = dir.join(PluginFile::Settings.name());
-        match std::fs::read_to_string(&path) {
-            Ok(text) => ServiceConfig::parse(&text, &path, &self.config),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(ServiceConfig::defaults(&self.config))
-            }
-            Err(source) => Err(ConfigError::Read { path, source }),
-        }
+    /// Reads and parses a folder's `service.toml`, on a blocking thread.
+    async fn read_settings(&self, dir: &Path) -> Result<ServiceConfig, ConfigError> {
+        let (dir, gateway) = (dir.to_owned(), self.config.clone());
+        tokio::task::spawn_blocking(move || read_settings(&dir, &gateway))
+            .await
+            .unwrap_or_else(|panic| {
+                Err(ConfigError::Read {
+                    path: PathBuf::from(PluginFile::Settings.name()),
+                    source: std::io::Error::other(panic.to_string()),
+                })
+            })
     }
 
     /// The fingerprint of one file of the service folder `dir` now (`None`:
     /// it is not there).
     fn fingerprint(dir: &Path, file: PluginFile) -> Option<Fingerprint> {
-        std::fs::metadata(dir.join(file.name()))
+        std::fs::symlink_metadata(dir.join(file.name()))
             .ok()
             .map(|metadata| Fingerprint::of(&metadata))
     }
@@ -242,13 +246,13 @@ impl Services {
         service.remember(file, fingerprint).then_some(fingerprint)
     }
 
-    fn reload_settings(&self, service: &Service) {
+    async fn reload_settings(&self, service: &Service) {
         let file = PluginFile::Settings;
         if self.changed(service, file).is_none() {
             return;
         }
         tracing::debug!(service = %service.name, %file, "plugin file changed on disk; reading it");
-        match self.read_settings(&service.dir) {
+        match self.read_settings(&service.dir).await {
             Ok(config) => {
                 service.clear_failure(file);
                 if *service.config() != config {
@@ -275,46 +279,54 @@ impl Services {
         service: &Arc<Service>,
         file: PluginFile,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        self.changed(service, file)?;
-        tracing::debug!(service = %service.name, %file, "plugin file changed on disk; reading it");
-        let bytes = match std::fs::read(service.dir.join(file.name())) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                service.set_on_disk(file, false);
-                service.clear_failure(file);
-                if service.handler_file(file).is_some() {
-                    service.set_handler(file, None);
-                    tracing::info!(service = %service.name, %file, "handler file removed: its role falls back");
-                }
-                return None;
+        if self.changed(service, file)?.is_none() {
+            service.set_on_disk(file, false);
+            service.clear_failure(file);
+            if service.handler_file(file).is_some() {
+                service.set_handler(file, None);
+                tracing::info!(service = %service.name, %file, "handler file removed: its role falls back");
             }
-            Err(source) => {
-                service.set_on_disk(file, true);
-                let error = PluginError::Read {
-                    service: service.name.to_string(),
-                    file,
-                    source,
-                };
-                tracing::error!(service = %service.name, %file, %error, "handler not loaded");
-                service.record_failure(file, error.to_string(), None);
-                return None;
-            }
-        };
-        service.set_on_disk(file, true);
-        let hash = content_hash(&bytes);
-        let unchanged = service
-            .handler_file(file)
-            .is_some_and(|loaded| *loaded.hash == hash);
-        let failed_before = service
-            .failure(file)
-            .is_some_and(|failure| failure.hash.as_deref() == Some(hash.as_str()));
-        if unchanged || failed_before {
             return None;
         }
+        tracing::debug!(service = %service.name, %file, "plugin file changed on disk; reading it");
+        // On disk from now on, whatever the read finds: a file that cannot
+        // be loaded keeps its role from being served without it.
+        service.set_on_disk(file, true);
         let runtime = self.runtime.clone();
         let cache = self.cache.clone();
         let service = service.clone();
+        let limit = self.config.max_plugin_file_bytes;
         Some(tokio::spawn(async move {
+            let dir = service.dir.clone();
+            let read =
+                tokio::task::spawn_blocking(move || read_plugin_file(&dir, file.name(), limit))
+                    .await
+                    .unwrap_or_else(|panic| {
+                        Err(ReadError::Io(std::io::Error::other(panic.to_string())))
+                    });
+            let bytes = match read {
+                Ok(bytes) => bytes,
+                Err(source) => {
+                    let error = PluginError::Read {
+                        service: service.name.to_string(),
+                        file,
+                        source,
+                    };
+                    tracing::error!(service = %service.name, %file, %error, "handler not loaded");
+                    service.record_failure(file, error.to_string(), None);
+                    return;
+                }
+            };
+            let hash = content_hash(&bytes);
+            let unchanged = service
+                .handler_file(file)
+                .is_some_and(|loaded| *loaded.hash == hash);
+            let failed_before = service
+                .failure(file)
+                .is_some_and(|failure| failure.hash.as_deref() == Some(hash.as_str()));
+            if unchanged || failed_before {
+                return;
+            }
             let started = Instant::now();
             let compiled = {
                 let hash = hash.clone();
@@ -386,6 +398,27 @@ impl Services {
             );
             router.close_all(Some(name), CloseCause::SERVICE_REMOVED);
         }
+    }
+}
+
+/// Reads and parses the `service.toml` of `dir` (blocking); a missing file
+/// gives the defaults.
+fn read_settings(dir: &Path, gateway: &GatewayConfig) -> Result<ServiceConfig, ConfigError> {
+    let name = PluginFile::Settings.name();
+    let path = dir.join(name);
+    match read_plugin_file(dir, name, MAX_SETTINGS_FILE_BYTES) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => ServiceConfig::parse(&text, &path, gateway),
+            Err(_) => Err(ConfigError::Read {
+                path,
+                source: std::io::Error::other("is not UTF-8"),
+            }),
+        },
+        Err(ReadError::NotFound) => Ok(ServiceConfig::defaults(gateway)),
+        Err(error) => Err(ConfigError::Read {
+            path,
+            source: std::io::Error::other(error.to_string()),
+        }),
     }
 }
 
