@@ -12,6 +12,8 @@ mod front_door;
 mod hostile;
 /// A tenant's own files used against the gateway: links, FIFOs, sizes.
 mod hostile_files;
+/// Shared resources under attack: the instance pool, call slots, memory.
+mod isolation;
 /// Handlers in other forms than a Rust component: hand-written core modules.
 mod languages;
 /// Handlers in Python and JavaScript components: echo, the seed-style

@@ -187,11 +187,30 @@ impl TestGateway {
             shutdown: Some(shutdown),
             task: Some(task),
         };
-        // Requests queue on the bound listener until the services are loaded;
-        // one answered health check means the gateway is up.
+        // It listens at once and loads its services meanwhile (each refusing
+        // clients until loaded); wait until they all have.
         let (status, _) = get_json(&gateway.url("/healthz")).await;
         assert_eq!(status, 200, "gateway did not come up");
+        gateway.wait_until_loaded().await;
         gateway
+    }
+
+    /// Waits until the handler files found at start-up have loaded or
+    /// failed, as the control listener's health reports.
+    pub async fn wait_until_loaded(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let (status, body) = get_json(&self.control_url("/healthz")).await;
+            assert_eq!(status, 200, "control health");
+            if body["loaded"] == true {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "services never loaded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// `ws://` URL of a path.

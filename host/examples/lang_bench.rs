@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("expected NAME=HANDLER.wasm, got {arg}"))?;
         let bytes = std::fs::read(path)?;
         let started = Instant::now();
-        runtime.load(&bytes)?;
+        runtime.load_blocking(&bytes)?;
         let compile = started.elapsed();
         let fresh = echo_rate(&bytes, 0, messages).await?;
         let reused = echo_rate(&bytes, 1000, messages).await?;

@@ -9,12 +9,11 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{GatewayConfig, ServiceConfig};
-use crate::plugins::{CapPermit, PluginWatcher, Service, Services};
+use crate::plugins::{CapPermit, PluginWatcher, Service, Services, Slot};
 use crate::protocol::{CloseCause, Role};
 use crate::state::kv::KvStore;
 use crate::state::{Broker, Router};
@@ -39,14 +38,15 @@ struct Inner {
     broker: Arc<dyn Broker>,
     /// Durable key-value state of every service.
     kv: KvStore,
-    /// Handler calls running at once across services, equal to the pool size.
-    global_slots: Arc<Semaphore>,
     /// Cancelled when shutdown starts: no new connections are accepted.
     shutting_down: CancellationToken,
     /// Every connection task, so shutdown can wait for their cleanups.
     connections: TaskTracker,
     /// Reloads changed plugins while alive.
     _watcher: Option<PluginWatcher>,
+    /// Becomes true once every handler file found at start-up has loaded
+    /// or failed.
+    loaded: tokio::sync::watch::Receiver<bool>,
 }
 
 /// One event for a handler.
@@ -81,10 +81,22 @@ impl Gateway {
         report_lowered_defaults(&config);
         let router = Router::default();
         let services = Services::new(runtime.clone(), config.clone());
-        services
-            .reconcile_all(&router)
+        // Every folder becomes a service at once, refusing clients until its
+        // handlers have loaded; compiling goes on while the gateway listens.
+        let loading = services
+            .start_all(&router)
             .await
             .with_context(|| format!("reading plugins folder {}", config.plugins_dir.display()))?;
+        let (loaded_tx, loaded) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            loading.finish().await;
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "every handler file found at start-up has loaded or failed"
+            );
+            let _ = loaded_tx.send(true);
+        });
         let shutting_down = CancellationToken::new();
         let watcher = if config.watch {
             let watcher = crate::plugins::watch(
@@ -100,7 +112,6 @@ impl Gateway {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                global_slots: Arc::new(Semaphore::new(config.max_concurrency as usize)),
                 config,
                 runtime,
                 services,
@@ -110,8 +121,21 @@ impl Gateway {
                 shutting_down,
                 connections: TaskTracker::new(),
                 _watcher: watcher,
+                loaded,
             }),
         })
+    }
+
+    /// Waits until every handler file found at start-up has loaded or
+    /// failed (each service refuses clients until its own files have).
+    pub async fn loaded(&self) {
+        let mut loaded = self.inner.loaded.clone();
+        let _ = loaded.wait_for(|done| *done).await;
+    }
+
+    /// Whether every handler file found at start-up has loaded or failed.
+    pub fn is_loaded(&self) -> bool {
+        *self.inner.loaded.borrow()
     }
 
     /// This node's connection registry.
@@ -149,16 +173,14 @@ impl Gateway {
         self.inner.shutting_down.is_cancelled()
     }
 
-    /// A permit of the service's cap and one of the gateway's, waiting at
-    /// most the service's time-out for them.
-    async fn slots(
-        &self,
-        service: &Service,
-        config: &ServiceConfig,
-    ) -> Option<(CapPermit, OwnedSemaphorePermit)> {
+    /// A permit of the service's cap and one of the gateway's slots (within
+    /// the service's fair share), waiting at most the service's time-out
+    /// for them.
+    async fn slots(&self, service: &Service, config: &ServiceConfig) -> Option<(CapPermit, Slot)> {
+        let slots = self.inner.services.slots();
         // Free slots are the common case: take them without arming a timer.
         let ready = service.concurrency.try_acquire().and_then(|own| {
-            let global = self.inner.global_slots.clone().try_acquire_owned().ok()?;
+            let global = slots.try_acquire(&service.slots_held)?;
             Some((own, global))
         });
         if ready.is_some() {
@@ -166,7 +188,7 @@ impl Gateway {
         }
         let wait = async {
             let own = service.concurrency.acquire().await;
-            let global = self.inner.global_slots.clone().acquire_owned().await.ok()?;
+            let global = slots.acquire(&service.slots_held).await;
             Some((own, global))
         };
         tokio::time::timeout(config.timeout, wait)

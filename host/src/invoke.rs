@@ -35,12 +35,10 @@ pub async fn invoke(file: &Path, event: &str, service: &str) -> anyhow::Result<C
     };
     let runtime = Runtime::new(&gateway_config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let module = {
-        let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || runtime.load(&bytes))
-            .await?
-            .with_context(|| format!("loading {}", file.display()))?
-    };
+    let module = runtime
+        .load(&bytes)
+        .await
+        .with_context(|| format!("loading {}", file.display()))?;
     run_once(&runtime, &module, service, role, connection_id, event).await
 }
 
@@ -93,7 +91,7 @@ mod tests {
     async fn one_event_instantiates_one_instance() {
         let runtime = Runtime::new(&GatewayConfig::new(".")).unwrap();
         let wat = include_str!("../../plugins/echo-wat/handler.wat");
-        let module = runtime.load(&wat::parse_str(wat).unwrap()).unwrap();
+        let module = runtime.load(&wat::parse_str(wat).unwrap()).await.unwrap();
         let event = r#"{"websocket":{"action":"data send","secConnectionID":"a","dataType":"text","data":"hi"}}"#;
         let outcome = run_once(
             &runtime,

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use wasmgate::{FrontDoorConfig, GatewayConfig, Listeners, OutputSource};
+use wasmgate::{
+    CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, Listeners, OutputSource,
+};
 
 /// mimalloc: the per-event path allocates and frees many small buffers
 /// (event JSON, WASI context, store), which glibc's allocator serves
@@ -23,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; the size of `Serve` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve WebSocket clients with the handlers found in the plugins folder.
@@ -51,15 +55,27 @@ enum Command {
         /// Largest memory, in MiB, any handler may grow to (the pool slot size).
         #[arg(long, env = "WASMGATE_MAX_MEMORY_MB", default_value_t = 512)]
         max_memory_mb: u64,
+        /// MiB of linear memory and tables all handler instances may hold
+        /// together [default: half the machine's memory].
+        #[arg(long, env = "WASMGATE_MEMORY_BUDGET_MB",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        memory_budget_mb: Option<u64>,
         /// Folder for compiled handlers, so restarts do not recompile
         /// [default: $XDG_CACHE_HOME/wasmgate or ~/.cache/wasmgate].
         #[arg(long, env = "WASMGATE_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
+        /// Size bound of the compile cache folder, in MiB (least recently
+        /// used entries are deleted first).
+        #[arg(long, env = "WASMGATE_CACHE_MAX_MB", default_value_t = 1024,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        cache_max_mb: u64,
         /// Largest handler file a service may hold, in MiB; larger ones are
         /// refused unread.
         #[arg(long, env = "WASMGATE_MAX_PLUGIN_FILE_MB", default_value_t = 32,
               value_parser = clap::value_parser!(u64).range(1..=4096))]
         max_plugin_file_mb: u64,
+        #[command(flatten)]
+        compile: CompileArgs,
         /// Compile every handler on load; keep nothing on disk.
         #[arg(long, env = "WASMGATE_NO_CACHE")]
         no_cache: bool,
@@ -86,6 +102,62 @@ enum Command {
         #[arg(long, default_value = "local")]
         service: String,
     },
+    /// Compile handler bytes read from stdin and write the compiled
+    /// component to stdout (what `serve` runs, as a child process with
+    /// limits, for every handler file it loads).
+    #[command(hide = true)]
+    Compile {
+        /// Largest input, in MiB.
+        #[arg(long, default_value_t = 4096)]
+        max_mb: u64,
+    },
+}
+
+/// How handler files are compiled; see the README's security model.
+#[derive(Args)]
+struct CompileArgs {
+    /// Compiles running at once.
+    #[arg(long, env = "WASMGATE_COMPILE_JOBS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    compile_jobs: u64,
+    /// Threads one compile may use [default: half the cores, at least 1].
+    #[arg(long, env = "WASMGATE_COMPILE_THREADS",
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    compile_threads: Option<u64>,
+    /// Seconds one compile may take.
+    #[arg(long, env = "WASMGATE_COMPILE_TIMEOUT_S", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    compile_timeout_s: u64,
+    /// Address space of a compiling child process, in MiB.
+    #[arg(long, env = "WASMGATE_COMPILE_MEMORY_MB", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(256..))]
+    compile_memory_mb: u64,
+    /// Compile in the gateway's own process instead of a child process
+    /// (no memory limit, and a compile past its deadline runs on).
+    #[arg(long, env = "WASMGATE_COMPILE_IN_PROCESS")]
+    compile_in_process: bool,
+}
+
+impl CompileArgs {
+    fn config(self) -> anyhow::Result<CompilerConfig> {
+        let defaults = CompilerConfig::default();
+        let mode = if self.compile_in_process {
+            CompileMode::InProcess
+        } else {
+            CompileMode::Child {
+                exe: std::env::current_exe().context("finding the wasmgate binary")?,
+            }
+        };
+        Ok(CompilerConfig {
+            mode,
+            jobs: self.compile_jobs as usize,
+            threads: self
+                .compile_threads
+                .map_or(defaults.threads, |n| n as usize),
+            timeout: std::time::Duration::from_secs(self.compile_timeout_s),
+            memory_bytes: self.compile_memory_mb << 20,
+        })
+    }
 }
 
 /// How the listeners admit connections; see the README's "Front door".
@@ -169,10 +241,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             control_listen,
             front_door,
             max_plugin_file_mb,
+            compile,
             plugins,
             max_concurrency,
             max_memory_mb,
+            memory_budget_mb,
             cache_dir,
+            cache_max_mb,
             no_cache,
             no_watch,
             state_file,
@@ -197,15 +272,25 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let config = GatewayConfig {
                 max_concurrency,
                 max_memory_mb,
+                memory_budget_bytes: memory_budget_mb
+                    .map_or_else(wasmgate::config::default_memory_budget, |mb| {
+                        usize::try_from(mb << 20).unwrap_or(usize::MAX)
+                    }),
                 cache_dir,
+                cache_max_bytes: cache_max_mb << 20,
                 watch: !no_watch,
                 state_file,
                 front_door: front_door.into(),
                 max_plugin_file_bytes: max_plugin_file_mb << 20,
+                compiler: compile.config()?,
                 ..GatewayConfig::new(plugins)
             };
             wasmgate::run(listeners, config, shutdown_signal()).await?;
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Compile { max_mb } => {
+            let status = wasmgate::wasm::compiler::compile_stdin_to_stdout(max_mb << 20);
+            Ok(std::process::ExitCode::from(status as u8))
         }
         Command::Invoke {
             file,

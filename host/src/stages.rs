@@ -50,7 +50,7 @@ impl PerEvent {
     pub fn new(wasm: &[u8], instance_reuse: u32) -> anyhow::Result<Self> {
         let runtime =
             Runtime::new(&GatewayConfig::new(".")).map_err(|e| anyhow::anyhow!("engine: {e:#}"))?;
-        let module = runtime.load(wasm)?;
+        let module = runtime.load_blocking(wasm)?;
         let router = Router::default();
         let service: Arc<str> = "bench".into();
         let config = ServiceConfig {

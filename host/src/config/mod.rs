@@ -20,11 +20,17 @@ pub struct GatewayConfig {
     /// Largest linear memory any handler may reach, in MiB: the pool's slot
     /// size. A service's `memory_limit_mb` must not exceed it.
     pub max_memory_mb: u64,
+    /// Bytes of linear memory and tables all handler instances may hold
+    /// together (running and idle); a grow past it fails that call.
+    pub memory_budget_bytes: usize,
     /// How long graceful shutdown waits for connections to close and their
     /// cleanup handlers to run.
     pub shutdown_grace: Duration,
     /// Folder of the compile cache; `None` compiles every handler on load.
     pub cache_dir: Option<PathBuf>,
+    /// Size bound of the compile cache folder, in bytes (least recently
+    /// used entries go first).
+    pub cache_max_bytes: u64,
     /// Whether to watch the plugins folder and reload changed handlers.
     pub watch: bool,
     /// How long a service folder must be quiet after a change before it is
@@ -38,6 +44,9 @@ pub struct GatewayConfig {
     /// Largest handler file a service may hold, in bytes; a larger one is
     /// refused unread. The default fits the 18 MB Python example.
     pub max_plugin_file_bytes: u64,
+    /// How handler files are compiled: where, how many at once, for how
+    /// long.
+    pub compiler: CompilerConfig,
 }
 
 /// Largest `service.toml`, in bytes.
@@ -50,13 +59,16 @@ impl GatewayConfig {
             plugins_dir: plugins_dir.into(),
             max_concurrency: 256,
             max_memory_mb: 512,
+            memory_budget_bytes: default_memory_budget(),
             shutdown_grace: Duration::from_secs(10),
             cache_dir: None,
+            cache_max_bytes: 1 << 30,
             watch: true,
             reload_debounce: Duration::from_millis(50),
             state_file: None,
             front_door: FrontDoorConfig::default(),
             max_plugin_file_bytes: 32 << 20,
+            compiler: CompilerConfig::default(),
         }
     }
 }
@@ -108,4 +120,61 @@ impl Default for FrontDoorConfig {
             frame_budget_bytes: 64 << 20,
         }
     }
+}
+
+/// Where handler bytes are compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompileMode {
+    /// On a blocking thread of the gateway's process.
+    InProcess,
+    /// In a child process running `<exe> compile`, with rlimits.
+    Child {
+        /// The `wasmgate` binary.
+        exe: PathBuf,
+    },
+}
+
+/// How handler files are compiled; see the README's "Compiling" under Security model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompilerConfig {
+    /// In process or in a child process.
+    pub mode: CompileMode,
+    /// Compiles running at once, gateway-wide.
+    pub jobs: usize,
+    /// Threads one compile may use.
+    pub threads: usize,
+    /// How long one compile may take.
+    pub timeout: Duration,
+    /// Address space of a compiling child process, in bytes.
+    pub memory_bytes: u64,
+}
+
+impl Default for CompilerConfig {
+    /// In process; two compiles at a time (one slow file does not hold up
+    /// every other service's), each on half the cores (at least one); 120 s;
+    /// 4 GiB.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            mode: CompileMode::InProcess,
+            jobs: 2,
+            threads: cores.div_ceil(2),
+            timeout: Duration::from_secs(120),
+            memory_bytes: 4 << 30,
+        }
+    }
+}
+
+/// Half of the machine's memory (`MemTotal`), or 8 GiB where it cannot be
+/// read: the default of [`GatewayConfig::memory_budget_bytes`].
+pub fn default_memory_budget() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|value| value.split_whitespace().next())
+                .and_then(|kib| kib.parse::<usize>().ok())
+        });
+    total_kib.map_or(8 << 30, |kib| kib.saturating_mul(1024) / 2)
 }

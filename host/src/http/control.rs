@@ -117,11 +117,14 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Health, with the names of the loaded services (the public listener's
-/// health names nothing).
+/// Health, with the names of the loaded services and whether the handler
+/// files found at start-up have all loaded (`loaded`; until then a service
+/// whose files are still compiling refuses clients with 503). The public
+/// listener's health names nothing.
 async fn healthz(State(gateway): State<Gateway>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": if gateway.is_shutting_down() { "shutting down" } else { "ok" },
+        "loaded": gateway.is_loaded(),
         "services": gateway.services().names(),
     }))
 }

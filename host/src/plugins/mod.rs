@@ -11,6 +11,7 @@
 //! - `watcher.rs`: watching the folder and reconciling what changed.
 
 mod concurrency;
+mod fair_share;
 mod files;
 mod read;
 mod service;
@@ -18,6 +19,7 @@ mod services;
 mod watcher;
 
 pub(crate) use concurrency::CapPermit;
+pub(crate) use fair_share::Slot;
 pub use files::PluginFile;
 pub use read::ReadError;
 pub use service::{LoadFailure, LoadedHandler, Service};

@@ -116,10 +116,13 @@ pub struct Service {
     seen: Mutex<HashMap<PluginFile, Fingerprint>>,
     /// Handler calls of this service running at once.
     pub(crate) concurrency: ConcurrencyCap,
+    /// The gateway's call slots this service holds (see
+    /// [`super::FairSlots`]).
+    pub(crate) slots_held: Arc<super::fair_share::Holding>,
     /// Set once "no transfer handler" has been logged for this service.
     pub(crate) warned_no_transfer: AtomicBool,
     /// Serialises reloads of this service.
-    pub(super) reloading: tokio::sync::Mutex<()>,
+    pub(super) reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Service {
@@ -128,12 +131,13 @@ impl Service {
             name: name.into(),
             dir,
             concurrency: ConcurrencyCap::new(config.max_concurrency as usize),
+            slots_held: Arc::default(),
             config: RwLock::new(Arc::new(config)),
             handlers: RwLock::new(HandlerSet::default()),
             failures: Mutex::new(BTreeMap::new()),
             seen: Mutex::default(),
             warned_no_transfer: AtomicBool::new(false),
-            reloading: tokio::sync::Mutex::new(()),
+            reloading: Arc::default(),
         }
     }
 

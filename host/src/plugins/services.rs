@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
+use super::fair_share::FairSlots;
 use super::files::{Fingerprint, PluginFile};
 use super::read::{is_real_folder, read_plugin_file, ReadError};
 use super::service::{LoadedHandler, Service};
@@ -64,6 +65,7 @@ pub struct Services {
     runtime: Runtime,
     config: Arc<GatewayConfig>,
     cache: Option<CompileCache>,
+    slots: FairSlots,
 }
 
 impl Services {
@@ -71,15 +73,16 @@ impl Services {
     /// compile cache when `config.cache_dir` is set.
     pub fn new(runtime: Runtime, config: GatewayConfig) -> Self {
         let cache = config.cache_dir.as_ref().and_then(|dir| {
-            CompileCache::open(dir, runtime.engine())
+            CompileCache::open(dir, runtime.engine(), config.cache_max_bytes)
                 .map_err(|error| {
-                    tracing::warn!(dir = %dir.display(), %error, "compile cache unavailable; compiling every handler");
+                    tracing::error!(dir = %dir.display(), %error, "compile cache refused; compiling every handler");
                 })
                 .ok()
         });
         Self {
             map: Arc::default(),
             runtime,
+            slots: FairSlots::new(config.max_concurrency as usize),
             config: Arc::new(config),
             cache,
         }
@@ -105,6 +108,11 @@ impl Services {
             .collect();
         names.sort();
         names
+    }
+
+    /// The gateway's handler-call slots, shared fairly between services.
+    pub(crate) fn slots(&self) -> &FairSlots {
+        &self.slots
     }
 
     /// The plugins folder.
@@ -134,9 +142,9 @@ impl Services {
         Ok(names)
     }
 
-    /// Loads every service folder (at start-up, or after the watcher lost
-    /// events): services are reconciled concurrently, files compile in
-    /// parallel off the async runtime.
+    /// Loads every service folder (after the watcher lost events):
+    /// services are reconciled concurrently, files compile in the compile
+    /// queue off the async runtime.
     pub async fn reconcile_all(&self, router: &Router) -> std::io::Result<()> {
         let mut names = self.folders_on_disk()?;
         for loaded in self.names() {
@@ -153,22 +161,45 @@ impl Services {
             })
             .collect();
         for task in tasks {
-            task.await.expect("service reload task panicked");
+            if let Err(join) = task.await {
+                tracing::error!(error = %join, "a service's reload task failed");
+            }
         }
         Ok(())
     }
 
+    /// Starts loading every service folder, at start-up: when it returns,
+    /// every folder is a service (routable, refusing clients until its
+    /// handler files have loaded) and its files are compiling; the returned
+    /// [`Loading`] finishes when they all have.
+    pub async fn start_all(&self, router: &Router) -> std::io::Result<Loading> {
+        let mut pending = Vec::new();
+        for name in self.folders_on_disk()? {
+            pending.extend(self.begin(&name, router).await);
+        }
+        Ok(Loading { pending })
+    }
+
     /// Makes the loaded state of one service match its folder.
     pub async fn reconcile(&self, name: &str, router: &Router) {
+        if let Some(pending) = self.begin(name, router).await {
+            pending.finish().await;
+        }
+    }
+
+    /// The first half of [`Services::reconcile`]: reads the settings, marks
+    /// every changed handler file and starts its load, and makes a new
+    /// service routable. `None`: nothing left to wait for.
+    async fn begin(&self, name: &str, router: &Router) -> Option<Pending> {
         if !is_valid_service_name(name) {
-            return;
+            return None;
         }
         tracing::debug!(service = %name, "reconciling the service with its folder");
         let dir = self.config.plugins_dir.join(name);
         // A folder that is a link to elsewhere is not a service.
         if !is_real_folder(&dir) {
             self.remove(name, router);
-            return;
+            return None;
         }
         let (service, new) = match self.get(name) {
             Some(service) => (service, false),
@@ -184,13 +215,12 @@ impl Services {
                     }
                     Err(error) => {
                         tracing::error!(service = %name, file = %PluginFile::Settings, %error, "service not loaded: bad service.toml");
-                        return;
+                        return None;
                     }
                 }
             }
         };
-        let reloading = service.clone();
-        let _reloading = reloading.reloading.lock().await;
+        let guard = service.reloading.clone().lock_owned().await;
         let was_live = !service.has_no_handlers();
         self.reload_settings(&service).await;
         // Every file on disk is marked (and its compile started) before a
@@ -198,24 +228,22 @@ impl Services {
         // handlers have loaded instead of skipping their checks.
         let loads: Vec<_> = PluginFile::HANDLERS
             .into_iter()
-            .filter_map(|file| self.reload_file(&service, file))
+            .filter_map(|file| Some((file, self.reload_file(&service, file)?)))
             .collect();
         let service = if new {
-            self.map
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(name.to_owned())
-                .or_insert(service)
-                .clone()
+            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+            let service = map.entry(name.to_owned()).or_insert(service).clone();
+            self.slots.set_services(map.len());
+            service
         } else {
             service
         };
-        for load in loads {
-            load.await.expect("handler compile task panicked");
-        }
-        if !was_live && service.has_no_handlers() && service.failures().is_empty() {
-            tracing::warn!(service = %name, "service has no handler files: every client is accepted and its messages are dropped");
-        }
+        Some(Pending {
+            service,
+            was_live,
+            loads,
+            _reloading: guard,
+        })
     }
 
     /// Reads and parses a folder's `service.toml`, on a blocking thread.
@@ -328,14 +356,9 @@ impl Services {
                 return;
             }
             let started = Instant::now();
-            let compiled = {
-                let hash = hash.clone();
-                tokio::task::spawn_blocking(move || {
-                    runtime.load_cached(&bytes, &hash, cache.as_ref())
-                })
-                .await
-                .expect("compile task panicked")
-            };
+            let compiled = runtime
+                .load_cached(bytes.into(), &hash, cache.as_ref())
+                .await;
             let compile_ms = started.elapsed().as_millis() as u64;
             match compiled {
                 Ok((module, from_cache)) => {
@@ -384,11 +407,12 @@ impl Services {
     /// with 1001 and their cleanup runs on the last loaded cleanup handler
     /// (each connection task holds the service).
     fn remove(&self, name: &str, router: &Router) {
-        let removed = self
-            .map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+        let removed = {
+            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+            let removed = map.remove(name);
+            self.slots.set_services(map.len());
+            removed
+        };
         if removed.is_some() {
             let connections = router.count(name);
             tracing::info!(
@@ -397,6 +421,52 @@ impl Services {
                 "service folder removed: closing its connections"
             );
             router.close_all(Some(name), CloseCause::SERVICE_REMOVED);
+        }
+    }
+}
+
+/// A service whose handler files are loading; see [`Services::begin`].
+struct Pending {
+    service: Arc<Service>,
+    was_live: bool,
+    loads: Vec<(PluginFile, tokio::task::JoinHandle<()>)>,
+    /// Held until the loads end: reloads of one service do not overlap.
+    _reloading: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Pending {
+    /// Waits for the loads started by [`Services::begin`].
+    async fn finish(self) {
+        let service = &self.service;
+        for (file, load) in self.loads {
+            if let Err(join) = load.await {
+                // A bug of the gateway's own load path, not of the file: the
+                // file fails to load and its role keeps failing closed.
+                let error = format!(
+                    "plugin {}/{file}: the load task failed: {join}",
+                    service.name
+                );
+                tracing::error!(service = %service.name, %file, %error, "handler not loaded");
+                service.record_failure(file, error, None);
+            }
+        }
+        if !self.was_live && service.has_no_handlers() && service.failures().is_empty() {
+            tracing::warn!(service = %service.name, "service has no handler files: every client is accepted and its messages are dropped");
+        }
+    }
+}
+
+/// The loads started at start-up ([`Services::start_all`]).
+pub struct Loading {
+    pending: Vec<Pending>,
+}
+
+impl Loading {
+    /// Waits until every handler file found at start-up has loaded or
+    /// failed.
+    pub async fn finish(self) {
+        for pending in self.pending {
+            pending.finish().await;
         }
     }
 }

@@ -293,7 +293,9 @@ where
         }
         if let Err(error) = result {
             return Ending::by_gateway(match error {
-                CallError::Busy(_) | CallError::NotReady(_) => CloseCause::BUSY,
+                CallError::Busy(_) | CallError::NotReady(_) | CallError::GatewayMemory => {
+                    CloseCause::BUSY
+                }
                 _ => CloseCause::HANDLER_FAILED,
             });
         }

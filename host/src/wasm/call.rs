@@ -13,7 +13,7 @@ use super::epoch::EPOCH_TICK;
 use super::host_calls::bindings::wasmgate::gateway::types as wit;
 use super::host_calls::bindings::Handler;
 use super::reuse::{Reusable, ReuseKey};
-use super::store::{EventState, StateAccess};
+use super::store::{EventState, LimitHit, StateAccess};
 use super::{CallError, HandlerModule, Runtime, MAX_ANSWER_BYTES};
 use crate::protocol::Role;
 use crate::state::Broker;
@@ -106,6 +106,7 @@ impl Runtime {
             spec.env.clone(),
             spec.broker.clone(),
             spec.state.clone(),
+            self.memory_budget.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -264,7 +265,7 @@ fn begin_event(store: &mut Store<EventState>, spec: &CallSpec, started: Instant)
     state.state = spec.state.clone();
     state.clear_output();
     state.limiter.memory_limit = spec.memory_limit_bytes;
-    state.limiter.hit = false;
+    state.limiter.hit = None;
     let deadline = started + spec.timeout;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
@@ -294,14 +295,15 @@ fn begin_event(store: &mut Store<EventState>, spec: &CallSpec, started: Instant)
 /// Turns a wasmtime error into the reason reported for the call.
 fn classify(
     error: wasmtime::Error,
-    memory_limit_hit: bool,
+    limit_hit: Option<LimitHit>,
     memory_limit: usize,
     timeout: Duration,
     instantiating: bool,
 ) -> CallError {
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Timeout(timeout),
-        _ if memory_limit_hit => CallError::OutOfMemory(memory_limit),
+        _ if limit_hit == Some(LimitHit::Service) => CallError::OutOfMemory(memory_limit),
+        _ if limit_hit == Some(LimitHit::Gateway) => CallError::GatewayMemory,
         Some(trap) if !instantiating => CallError::Trap(trap.to_string()),
         Some(trap) => CallError::Instantiate(trap.to_string()),
         None if instantiating => CallError::Instantiate(format!("{error:#}")),

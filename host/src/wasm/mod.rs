@@ -21,6 +21,7 @@
 pub(crate) mod cache;
 mod call;
 pub(crate) mod capture;
+pub mod compiler;
 pub mod core_module;
 mod epoch;
 mod host_calls;
@@ -31,14 +32,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use self::cache::CompileCache;
 use self::call::Live;
+use self::compiler::{codegen_config, Compiler};
 use self::epoch::EpochTicker;
 use self::host_calls::bindings::{Handler, HandlerPre};
 use self::reuse::{IdleBudget, InstancePool};
-use self::store::{EventState, TABLE_ELEMENT_LIMIT};
+use self::store::{EventState, MemoryBudget, TABLE_ELEMENT_LIMIT};
 use crate::config::GatewayConfig;
 use crate::state::{Broker, Recorder};
 
@@ -49,6 +51,17 @@ pub(crate) use self::store::StateAccess;
 /// Bytes of each freed memory and table slot reset in place (kept mapped)
 /// rather than returned to the kernel; see [`Runtime::new`].
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
+
+/// Core instances one handler component may have. The Python example
+/// (componentize-py: the interpreter, libc and their shims) has 16.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 20;
+
+/// Linear memories one handler component may define: its own, and the
+/// WASI preview-1 adapter's.
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+
+/// Tables one handler component may define.
+pub const MAX_TABLES_PER_COMPONENT: u32 = 4;
 
 /// Largest answer a handler may return.
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -65,6 +78,13 @@ pub enum LoadError {
     /// A valid component that does not fit the `wasmgate:gateway/handler` world.
     #[error("does not match the wasmgate:gateway/handler world: {0:#}")]
     Link(wasmtime::Error),
+    /// The compiler failed: refused the bytes (compiling in a child
+    /// process), crashed, panicked or ran out of its limits.
+    #[error("does not compile: {0}")]
+    Compiler(String),
+    /// The compile did not finish within its deadline.
+    #[error("does not compile: not done within {0:?}")]
+    CompileTimeout(Duration),
 }
 
 /// Why a handler call failed. The gateway applies its role's failure rule.
@@ -73,9 +93,14 @@ pub enum CallError {
     /// The call ran past its time-out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    /// The call tried to grow its memory past the service's limit.
+    /// The call tried to grow its memories and tables past the service's
+    /// limit.
     #[error("exceeded its memory limit of {0} bytes")]
     OutOfMemory(usize),
+    /// The call tried to grow its memory while every instance of the
+    /// gateway together holds its whole memory budget.
+    #[error("could not grow its memory: the gateway's memory budget for handlers is used up")]
+    GatewayMemory,
     /// The guest trapped (panic, unreachable, stack overflow, ...).
     #[error("trapped: {0}")]
     Trap(String),
@@ -127,6 +152,8 @@ pub struct Runtime {
     ticker: Arc<EpochTicker>,
     linker: Arc<Linker<EventState>>,
     idle: IdleBudget,
+    compiler: Compiler,
+    memory_budget: Arc<MemoryBudget>,
     /// Where the start function of an instance prepared ahead of its event
     /// sends its pushes: nowhere.
     discard: Arc<dyn Broker>,
@@ -148,14 +175,17 @@ impl Runtime {
         let running = config.max_concurrency.max(1);
         let slots = running + idle_reserve;
         let mut pool = PoolingAllocationConfig::new();
+        // The totals are the per-component maxima times the slots, so any
+        // `slots` components that load can all be instantiated at once; a
+        // component over a maximum is refused at load, by name of the limit.
         pool.total_component_instances(slots)
-            .total_core_instances(slots * 16)
-            .total_memories(slots * 2)
-            .total_tables(slots * 8)
+            .total_core_instances(slots * MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(slots * MAX_MEMORIES_PER_COMPONENT)
+            .total_tables(slots * MAX_TABLES_PER_COMPONENT)
             .total_stacks(running)
-            .max_core_instances_per_component(64)
-            .max_memories_per_component(8)
-            .max_tables_per_component(32)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
             .max_core_instance_size(4 << 20)
             .max_component_instance_size(4 << 20)
             .table_elements(TABLE_ELEMENT_LIMIT)
@@ -168,9 +198,9 @@ impl Runtime {
             .pagemap_scan(Enabled::Auto)
             .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
             .table_keep_resident(KEEP_RESIDENT_BYTES);
-        let mut engine_config = Config::new();
+        let mut engine_config = codegen_config();
         engine_config
-            .epoch_interruption(true)
+            .parallel_compilation(config.compiler.threads > 1)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&engine_config)?;
 
@@ -184,8 +214,16 @@ impl Runtime {
             linker: Arc::new(linker),
             ticker,
             idle: IdleBudget::new(idle_reserve as usize),
+            compiler: Compiler::new(config.compiler.clone()),
+            memory_budget: Arc::new(MemoryBudget::new(config.memory_budget_bytes)),
             discard: Arc::new(Recorder::discarding()),
         })
+    }
+
+    /// The memory all handler instances may hold together, and what they
+    /// hold now.
+    pub fn memory_budget(&self) -> &MemoryBudget {
+        &self.memory_budget
     }
 
     /// The engine, for compiling and caching.
@@ -193,39 +231,47 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles a component (or a core module, wrapped into one) and links
-    /// it against the handler world. Blocking and CPU-heavy: call it off the
-    /// async runtime.
-    pub fn load(&self, bytes: &[u8]) -> Result<HandlerModule, LoadError> {
-        let component = self.compile(bytes)?;
+    /// Compiles a component (or a core module, wrapped into one) in the
+    /// compile queue, within its bounds (see [`compiler`]), and links it
+    /// against the handler world.
+    pub async fn load(&self, bytes: &[u8]) -> Result<HandlerModule, LoadError> {
+        let component = self.compiler.compile(&self.engine, bytes.into()).await?;
         self.prepare(&component)
     }
 
-    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
-        if core_module::is_core_module(bytes) {
-            let wrapped = core_module::wrap(bytes).map_err(LoadError::CoreModule)?;
-            return Component::new(&self.engine, wrapped).map_err(LoadError::Compile);
-        }
-        Component::new(&self.engine, bytes).map_err(LoadError::Compile)
+    /// Compiles and links on the calling thread, outside the compile queue
+    /// and its bounds: for trusted bytes (benchmarks, tests).
+    pub fn load_blocking(&self, bytes: &[u8]) -> Result<HandlerModule, LoadError> {
+        let component = compiler::compile_bytes(&self.engine, bytes)?;
+        self.prepare(&component)
     }
 
     /// Like [`Runtime::load`], through the on-disk compile cache: returns the
     /// module and whether it came from the cache. `hash` is the content hash
     /// of `bytes`.
-    pub(crate) fn load_cached(
+    pub(crate) async fn load_cached(
         &self,
-        bytes: &[u8],
+        bytes: Arc<[u8]>,
         hash: &str,
         cache: Option<&CompileCache>,
     ) -> Result<(HandlerModule, bool), LoadError> {
-        if let Some(component) = cache.and_then(|cache| cache.get(&self.engine, hash)) {
-            return Ok((self.prepare(&component)?, true));
+        if let Some(cache) = cache {
+            let (cache, engine, key) = (cache.clone(), self.engine.clone(), hash.to_owned());
+            let cached = tokio::task::spawn_blocking(move || cache.get(&engine, &key))
+                .await
+                .ok()
+                .flatten();
+            if let Some(component) = cached {
+                return Ok((self.prepare(&component)?, true));
+            }
         }
-        let component = self.compile(bytes)?;
+        let component = self.compiler.compile(&self.engine, bytes).await?;
         // Link before caching, so a component of the wrong world is not kept.
         let module = self.prepare(&component)?;
         if let Some(cache) = cache {
-            if let Err(error) = cache.put(hash, &component) {
+            let (cache, key) = (cache.clone(), hash.to_owned());
+            let stored = tokio::task::spawn_blocking(move || cache.put(&key, &component)).await;
+            if let Ok(Err(error)) = stored {
                 tracing::warn!(%error, "could not write compile-cache entry");
             }
         }

@@ -3,6 +3,7 @@
 //! memory limiter, the WASI context, and the output the guest produced.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
@@ -61,15 +62,13 @@ impl EventState {
         env: Arc<BTreeMap<String, String>>,
         broker: Arc<dyn Broker>,
         state: StateAccess,
+        budget: Arc<MemoryBudget>,
     ) -> Self {
         Self {
             wasi: None,
             env,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                memory_limit: 0,
-                hit: false,
-            },
+            limiter: MemoryLimiter::new(budget),
             service,
             connection_id: "".into(),
             broker,
@@ -146,34 +145,159 @@ impl WasiView for EventState {
     }
 }
 
-/// Limits linear memory and tables per call and remembers whether the memory
-/// limit was hit, so a failed allocation is reported as such and not as a
-/// generic trap.
+/// The memory all handler instances of the gateway may hold together:
+/// linear memories and tables of every live store, running or idle.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// The budget, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Takes `bytes` from the budget if that many are left.
+    fn try_charge(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Bytes a table element is counted as (a function reference).
+const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// Which limit a grow ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitHit {
+    /// The service's `memory_limit_mb`, counted over every memory and table
+    /// of the store.
+    Service,
+    /// The gateway-wide [`MemoryBudget`].
+    Gateway,
+}
+
+/// Limits the memories and tables of one store, together, to the service's
+/// `memory_limit_mb` and charges them to the gateway's [`MemoryBudget`]
+/// (given back when the store is dropped); remembers which limit a failed
+/// grow hit, so it is reported as such and not as a generic trap.
 pub(crate) struct MemoryLimiter {
     pub(super) memory_limit: usize,
-    pub(super) hit: bool,
+    pub(super) hit: Option<LimitHit>,
+    /// Bytes of every memory and table of the store.
+    used: usize,
+    budget: Arc<MemoryBudget>,
+}
+
+impl MemoryLimiter {
+    fn new(budget: Arc<MemoryBudget>) -> Self {
+        Self {
+            memory_limit: 0,
+            hit: None,
+            used: 0,
+            budget,
+        }
+    }
+
+    /// Grows the store's total from `current` to `desired` bytes of one
+    /// memory or table, if both limits allow.
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let more = desired.saturating_sub(current);
+        let total = self.used.saturating_add(more);
+        if total > self.memory_limit {
+            self.hit = Some(LimitHit::Service);
+            return false;
+        }
+        if !self.budget.try_charge(more) {
+            self.hit = Some(LimitHit::Gateway);
+            return false;
+        }
+        self.used = total;
+        true
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.budget.release(self.used);
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
+    /// Also called with `current` 0 when a memory is created.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(current, desired))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= TABLE_ELEMENT_LIMIT)
+        if desired > TABLE_ELEMENT_LIMIT {
+            return Ok(false);
+        }
+        Ok(self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memories_and_tables_count_together_against_both_limits() {
+        let budget = Arc::new(MemoryBudget::new(10_000));
+        let mut limiter = MemoryLimiter::new(budget.clone());
+        limiter.memory_limit = 6_000;
+        // Two memories of 2,000 and a table of 250 elements: 6,000.
+        assert!(limiter.memory_growing(0, 2_000, None).unwrap());
+        assert!(limiter.memory_growing(0, 2_000, None).unwrap());
+        assert!(limiter.table_growing(0, 250, None).unwrap());
+        assert_eq!(limiter.hit, None);
+        // One byte more of any of them is over the service's limit.
+        assert!(!limiter.memory_growing(2_000, 2_001, None).unwrap());
+        assert_eq!(limiter.hit, Some(LimitHit::Service));
+        assert_eq!(budget.used(), 6_000);
+        // A second store finds only 4,000 left of the gateway's budget.
+        let mut other = MemoryLimiter::new(budget.clone());
+        other.memory_limit = 6_000;
+        assert!(!other.memory_growing(0, 5_000, None).unwrap());
+        assert_eq!(other.hit, Some(LimitHit::Gateway));
+        assert!(other.memory_growing(0, 4_000, None).unwrap());
+        drop(limiter);
+        drop(other);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -46,8 +46,20 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
 impl GatewayProcess {
     /// Starts `wasmgate serve` on `plugins` with both listeners on
     /// `127.0.0.1:0`, plus `extra` arguments, run through `wrapper` (e.g.
-    /// `prlimit --nofile=600`) when given, and waits until it listens.
+    /// `prlimit --nofile=600`) when given, and waits until it listens and
+    /// has loaded what it found at start-up.
     pub fn start(plugins: &Path, cache: &Path, extra: &[&str], wrapper: &[&str]) -> Self {
+        let gateway = Self::start_listening(plugins, cache, extra, wrapper);
+        gateway.wait_for_log(
+            "found at start-up has loaded or failed",
+            Duration::from_secs(120),
+        );
+        gateway
+    }
+
+    /// Like [`GatewayProcess::start`], returning as soon as it listens
+    /// (its services may still be compiling).
+    pub fn start_listening(plugins: &Path, cache: &Path, extra: &[&str], wrapper: &[&str]) -> Self {
         let binary = env!("CARGO_BIN_EXE_wasmgate");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -109,6 +121,21 @@ impl GatewayProcess {
             public,
             control,
             log,
+        }
+    }
+
+    /// Waits until a log line contains `needle`, and returns it.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.log_lines(needle).into_iter().next() {
+                return line;
+            }
+            assert!(
+                started.elapsed() < within,
+                "no log line with {needle:?} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
