@@ -76,10 +76,13 @@ pub enum CallError {
     /// The call tried to grow its memory past the service's limit.
     #[error("exceeded its memory limit of {0} bytes")]
     OutOfMemory(usize),
-    /// The guest trapped (panic, unreachable, stack overflow, ...).
+    /// The guest trapped (panic, unreachable, stack overflow, ...). Text
+    /// that may carry the guest's words is escaped and cut (see
+    /// `capture::guest_text`).
     #[error("trapped: {0}")]
     Trap(String),
-    /// The handler returned its `err` result.
+    /// The handler returned its `err` result: the guest's string, escaped
+    /// and cut to 1 KiB (see `capture::guest_text`).
     #[error("returned an error: {0}")]
     Handler(String),
     /// The answer is larger than [`MAX_ANSWER_BYTES`].
