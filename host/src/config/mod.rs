@@ -9,6 +9,9 @@ use std::time::Duration;
 
 pub use service::{ConfigError, ServiceConfig, MAX_INSTANCE_REUSE};
 
+/// Default of [`GatewayConfig::outbound_budget_bytes`]: 512 MiB.
+pub const DEFAULT_OUTBOUND_BUDGET_BYTES: usize = 512 << 20;
+
 /// Gateway-wide settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -38,6 +41,11 @@ pub struct GatewayConfig {
     /// Largest handler file a service may hold, in bytes; a larger one is
     /// refused unread. The default fits the 18 MB Python example.
     pub max_plugin_file_bytes: u64,
+    /// Bytes that may wait in outbound queues, every connection of every
+    /// service together: the process's bound on what clients that do not
+    /// read can hold, where each service's `outbound_queue_bytes` bounds
+    /// one connection.
+    pub outbound_budget_bytes: usize,
 }
 
 /// Largest `service.toml`, in bytes.
@@ -57,6 +65,7 @@ impl GatewayConfig {
             state_file: None,
             front_door: FrontDoorConfig::default(),
             max_plugin_file_bytes: 32 << 20,
+            outbound_budget_bytes: DEFAULT_OUTBOUND_BUDGET_BYTES,
         }
     }
 }

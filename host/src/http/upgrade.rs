@@ -23,7 +23,7 @@ use crate::protocol::{
     RegisterAnswer, Role,
 };
 use crate::session::PendingSession;
-use crate::state::{Connection, Router};
+use crate::state::{Connection, QueueBounds, Router};
 use crate::wasm::capture::guest_text;
 
 /// Largest size of the per-connection read buffer. Small on purpose: an idle
@@ -113,7 +113,10 @@ async fn accept(
     let reservation = gateway.router().reserve(
         &service.name,
         request.peer.ip(),
-        config.outbound_queue,
+        QueueBounds {
+            messages: config.outbound_queue,
+            bytes: config.outbound_queue_bytes,
+        },
         config.max_connections,
     )?;
     let connection = reservation.connection.clone();
