@@ -12,6 +12,9 @@ mod front_door;
 mod hostile;
 /// A tenant's own files used against the gateway: links, FIFOs, sizes.
 mod hostile_files;
+/// A hostile tenant against host-call inputs, the log and outbound bytes:
+/// `route` bombs, log floods, forged log lines, clients that do not read.
+mod hostile_limits;
 /// Shared resources under attack: the instance pool, call slots, memory.
 mod isolation;
 /// Handlers in other forms than a Rust component: hand-written core modules.

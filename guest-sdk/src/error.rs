@@ -63,6 +63,10 @@ impl GatewayError {
     pub const QUEUE_FULL: i32 = 2203;
     /// 2204: no such route on this listener (HTTP only).
     pub const UNKNOWN_ROUTE: i32 = 2204;
+    /// 2205: the gateway's outbound budget (all connections' queued bytes
+    /// together) has no room for the message; the connection's own queue was
+    /// empty, so it stays open and the message was not queued. Try later.
+    pub const OUTBOUND_BUDGET_SPENT: i32 = 2205;
     /// 2302: the register handler failed (an upgrade refused; HTTP only).
     pub const REGISTER_FAILED: i32 = 2302;
     /// 2303: the service is at `max_connections` (HTTP only).

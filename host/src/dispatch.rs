@@ -16,7 +16,7 @@ use crate::config::{GatewayConfig, ServiceConfig};
 use crate::plugins::{CapPermit, PluginWatcher, Service, Services, Slot};
 use crate::protocol::{CloseCause, Role};
 use crate::state::kv::KvStore;
-use crate::state::{Broker, Router};
+use crate::state::{Broker, OutboundBudget, Router};
 use crate::wasm::capture::{LogLevel, OutputSource};
 use crate::wasm::{CallError, CallSpec, Runtime, StateAccess};
 
@@ -79,7 +79,7 @@ impl Gateway {
             None => KvStore::in_memory()?,
         };
         report_lowered_defaults(&config);
-        let router = Router::default();
+        let router = Router::new(OutboundBudget::new(config.outbound_budget_bytes));
         let services = Services::new(runtime.clone(), config.clone());
         // Every folder becomes a service at once, refusing clients until its
         // handlers have loaded; compiling goes on while the gateway listens.

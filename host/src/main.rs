@@ -76,6 +76,12 @@ enum Command {
         max_plugin_file_mb: u64,
         #[command(flatten)]
         compile: CompileArgs,
+        /// MiB of messages that may wait for clients, every connection's
+        /// outbound queue together (each service's outbound_queue_bytes
+        /// bounds one connection).
+        #[arg(long, env = "WASMGATE_OUTBOUND_BUDGET_MB", default_value_t = 512,
+              value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        outbound_budget_mb: u64,
         /// Compile every handler on load; keep nothing on disk.
         #[arg(long, env = "WASMGATE_NO_CACHE")]
         no_cache: bool,
@@ -242,6 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             front_door,
             max_plugin_file_mb,
             compile,
+            outbound_budget_mb,
             plugins,
             max_concurrency,
             max_memory_mb,
@@ -283,6 +290,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 front_door: front_door.into(),
                 max_plugin_file_bytes: max_plugin_file_mb << 20,
                 compiler: compile.config()?,
+                outbound_budget_bytes: usize::try_from(outbound_budget_mb << 20)
+                    .unwrap_or(usize::MAX),
                 ..GatewayConfig::new(plugins)
             };
             wasmgate::run(listeners, config, shutdown_signal()).await?;

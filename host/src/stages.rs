@@ -14,12 +14,10 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use crate::config::{GatewayConfig, ServiceConfig};
 use crate::protocol::{self, ApiError, Payload, PushRequest, RegisterAnswer, Role};
 use crate::state::kv::KvStore;
-use crate::state::{route, Outbound, Router};
+use crate::state::{route, OutboundReceiver, QueueBounds, Router};
 use crate::wasm::{CallError, CallSpec, HandlerModule, Runtime, StateAccess};
 
 /// One handler with a connection to push to, ready to run events.
@@ -29,7 +27,7 @@ pub struct PerEvent {
     router: Router,
     service: Arc<str>,
     connection_id: Arc<str>,
-    outbound: mpsc::Receiver<Outbound>,
+    outbound: OutboundReceiver,
     config: ServiceConfig,
     kv: KvStore,
 }
@@ -60,7 +58,10 @@ impl PerEvent {
         let reservation = router.reserve(
             &service,
             IpAddr::V4(Ipv4Addr::LOCALHOST),
-            config.outbound_queue,
+            QueueBounds {
+                messages: config.outbound_queue,
+                bytes: config.outbound_queue_bytes,
+            },
             usize::MAX,
         )?;
         Ok(Self {

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 pub use service::{ConfigError, ServiceConfig, MAX_INSTANCE_REUSE};
 
+/// Default of [`GatewayConfig::outbound_budget_bytes`]: 512 MiB.
+pub const DEFAULT_OUTBOUND_BUDGET_BYTES: usize = 512 << 20;
+
 /// Gateway-wide settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -47,6 +50,11 @@ pub struct GatewayConfig {
     /// How handler files are compiled: where, how many at once, for how
     /// long.
     pub compiler: CompilerConfig,
+    /// Bytes that may wait in outbound queues, every connection of every
+    /// service together: the process's bound on what clients that do not
+    /// read can hold, where each service's `outbound_queue_bytes` bounds
+    /// one connection.
+    pub outbound_budget_bytes: usize,
 }
 
 /// Largest `service.toml`, in bytes.
@@ -69,6 +77,7 @@ impl GatewayConfig {
             front_door: FrontDoorConfig::default(),
             max_plugin_file_bytes: 32 << 20,
             compiler: CompilerConfig::default(),
+            outbound_budget_bytes: DEFAULT_OUTBOUND_BUDGET_BYTES,
         }
     }
 }

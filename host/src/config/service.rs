@@ -70,6 +70,10 @@ pub struct ServiceConfig {
     pub max_message_bytes: usize,
     /// Messages that may wait for a slow client before it is closed with 1008.
     pub outbound_queue: usize,
+    /// Bytes of messages that may wait for a slow client before it is
+    /// closed with 1008: the message bound alone would let one connection
+    /// hold `outbound_queue` × `max_message_bytes` (256 MiB by default).
+    pub outbound_queue_bytes: usize,
     /// Keys the service may hold in the key-value store.
     pub kv_max_keys: u64,
     /// The only environment variables a handler sees. Shared, because every
@@ -95,6 +99,7 @@ impl Default for ServiceConfig {
             max_connections: 100_000,
             max_message_bytes: 256 << 10,
             outbound_queue: 1024,
+            outbound_queue_bytes: 4 << 20,
             kv_max_keys: 100_000,
             env: Arc::default(),
             instance_reuse: 0,
@@ -114,6 +119,7 @@ struct RawServiceConfig {
     max_connections: Option<usize>,
     max_message_bytes: Option<usize>,
     outbound_queue: Option<usize>,
+    outbound_queue_bytes: Option<usize>,
     kv_max_keys: Option<u64>,
     env: Option<BTreeMap<String, String>>,
     instance_reuse: Option<u32>,
@@ -241,6 +247,15 @@ impl ServiceConfig {
             }
             config.outbound_queue = n;
         }
+        if let Some(n) = raw.outbound_queue_bytes {
+            if !(1 << 10..=1 << 30).contains(&n) {
+                return Err(invalid(
+                    "outbound_queue_bytes",
+                    "must be between 1024 and 1073741824".into(),
+                ));
+            }
+            config.outbound_queue_bytes = n;
+        }
         if let Some(n) = raw.kv_max_keys {
             if n > 1 << 40 {
                 return Err(invalid("kv_max_keys", "must be at most 2^40".into()));
@@ -328,6 +343,7 @@ mod tests {
             max_connections = 10
             max_message_bytes = 1024
             outbound_queue = 8
+            outbound_queue_bytes = 65536
             env = { GREETING = "hi" }
             instance_reuse = 100
             "#,
@@ -343,6 +359,9 @@ mod tests {
         assert_eq!(config.max_connections, 10);
         assert_eq!(config.max_message_bytes, 1024);
         assert_eq!(config.outbound_queue, 8);
+        assert_eq!(config.outbound_queue_bytes, 65536);
+        let message = parse("outbound_queue_bytes = 10").unwrap_err().to_string();
+        assert!(message.contains("outbound_queue_bytes"), "{message}");
         assert_eq!(config.env["GREETING"], "hi");
         assert_eq!(config.instance_reuse, 100);
     }

@@ -27,7 +27,7 @@ use super::find_service;
 use crate::config::ServiceConfig;
 use crate::dispatch::Gateway;
 use crate::plugins::{PluginFile, Service};
-use crate::protocol::{ok_body, ApiError, ErrNo, PushRequest, Role};
+use crate::protocol::{max_request_bytes, ok_body, ApiError, ErrNo, PushRequest, Role};
 use crate::state::route;
 
 pub(super) fn routes() -> axum::Router<Gateway> {
@@ -139,8 +139,7 @@ async fn push(
     let service = authorized_service(&gateway, &service, &headers, peer.ip())?;
     require_json(&headers)?;
     let config = service.config();
-    // Base64 grows data by 4/3; allow that plus room for the JSON around it.
-    let body_limit = config.max_message_bytes / 3 * 4 + 64 * 1024;
+    let body_limit = max_request_bytes(config.max_message_bytes);
     let body = axum::body::to_bytes(body, body_limit)
         .await
         .map_err(|_| ErrNo::PAYLOAD_TOO_LARGE.over_limit(body_limit + 1, body_limit))?;

@@ -23,7 +23,8 @@ use crate::protocol::{
     RegisterAnswer, Role,
 };
 use crate::session::PendingSession;
-use crate::state::{Connection, Router};
+use crate::state::{Connection, QueueBounds, Router};
+use crate::wasm::capture::guest_text;
 
 /// Largest size of the per-connection read buffer. Small on purpose: an idle
 /// connection costs little memory; tungstenite grows it for large messages.
@@ -112,7 +113,10 @@ async fn accept(
     let reservation = gateway.router().reserve(
         &service.name,
         request.peer.ip(),
-        config.outbound_queue,
+        QueueBounds {
+            messages: config.outbound_queue,
+            bytes: config.outbound_queue_bytes,
+        },
         config.max_connections,
     )?;
     let connection = reservation.connection.clone();
@@ -145,10 +149,11 @@ async fn accept(
         Some(Ok(answer)) => match RegisterAnswer::parse(&answer) {
             Ok(RegisterAnswer::Accept { protocol }) => protocol,
             Ok(RegisterAnswer::Refuse { code, message }) => {
-                tracing::info!(service = %service.name, conn = %connection.id, request_id = %request_id, err_no = code, err_msg = %message, "register refused the connection");
+                tracing::info!(service = %service.name, conn = %connection.id, request_id = %request_id, err_no = code, err_msg = %guest_text(&message), "register refused the connection");
                 return Err(ApiError::refused(code, message));
             }
             Err(error) => {
+                let error = guest_text(&error.to_string());
                 tracing::warn!(service = %service.name, role = %Role::Register, conn = %connection.id, request_id = %request_id, %error, "handler call failed");
                 return Err(ErrNo::REGISTER_FAILED.error());
             }

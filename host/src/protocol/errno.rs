@@ -111,6 +111,15 @@ impl ErrNo {
         StatusCode::SERVICE_UNAVAILABLE,
         "outbound queue full; the connection was closed",
     );
+    /// The gateway's outbound budget (`--outbound-budget-mb`, every
+    /// connection's queued bytes together) has no room for the message; the
+    /// connection's own queue was empty, so it stays open and the message
+    /// was not queued.
+    pub const OUTBOUND_BUDGET_SPENT: Self = row(
+        2205,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the gateway's outbound budget is spent; the message was not queued",
+    );
     /// The register handler failed: trap, time-out or malformed answer.
     pub const REGISTER_FAILED: Self = row(
         2302,
@@ -199,7 +208,7 @@ impl ErrNo {
     );
 
     /// Every row, in number order.
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 33] = [
         Self::OK,
         Self::MALFORMED_JSON,
         Self::MISSING_FIELD,
@@ -216,6 +225,7 @@ impl ErrNo {
         Self::CONNECTION_NOT_FOUND,
         Self::QUEUE_FULL,
         Self::UNKNOWN_ROUTE,
+        Self::OUTBOUND_BUDGET_SPENT,
         Self::REGISTER_FAILED,
         Self::TOO_MANY_CONNECTIONS,
         Self::SHUTTING_DOWN,

@@ -18,7 +18,7 @@ pub use events::{
     closing_event, connecting_event, data_send_event, header_fields, query_fields,
     ConnectingRequest, Role,
 };
-pub use push::{Payload, PushRequest};
+pub use push::{max_request_bytes, Payload, PushRequest};
 pub use register::{MalformedAnswer, RegisterAnswer};
 
 /// Standard Base64, as the contract requires for binary data.

@@ -2,9 +2,12 @@
 //! to `/push/<service>` and what a handler passes to the `route` host call,
 //! parsed into one [`PushRequest`] for the one routing function.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use bytes::Bytes;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::error::Category;
 
 use super::{ApiError, ErrNo, BASE64};
 
@@ -59,36 +62,79 @@ pub enum PushRequest {
     },
 }
 
+/// Largest reverse-push request, in bytes, for a service whose
+/// `max_message_bytes` is `max_message_bytes`: its largest message as
+/// Base64 (4/3 of the bytes) plus 64 KiB for the JSON around it. The HTTP
+/// route reads no more of a body, and the `route` host call refuses a
+/// longer request before parsing it.
+pub fn max_request_bytes(max_message_bytes: usize) -> usize {
+    max_message_bytes
+        .saturating_add(2)
+        .div_euclid(3)
+        .saturating_mul(4)
+        .saturating_add(64 << 10)
+}
+
+/// The request as it is written, parsed straight into fields (no JSON tree
+/// is built): strings that need no unescaping are borrowed from the body.
+/// Unknown fields are skipped without being kept.
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(borrow)]
+    websocket: RawWebsocket<'a>,
+}
+
+#[derive(Deserialize)]
+struct RawWebsocket<'a> {
+    #[serde(borrow)]
+    action: Cow<'a, str>,
+    #[serde(rename = "secConnectionID", borrow, default)]
+    connection_id: Option<Cow<'a, str>>,
+    #[serde(rename = "dataType", borrow, default)]
+    data_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    group: Option<Cow<'a, str>>,
+    #[serde(rename = "exceptConnectionID", borrow, default)]
+    except: Option<Cow<'a, str>>,
+}
+
+/// A required field, or 2002 naming it.
+fn required<'a>(field: Option<Cow<'a, str>>, name: &str) -> Result<Cow<'a, str>, ApiError> {
+    field.ok_or_else(|| ErrNo::MISSING_FIELD.with(format_args!("websocket.{name}")))
+}
+
 impl PushRequest {
-    /// Parses a reverse-push body. `max_message_bytes` bounds the delivered message.
+    /// Parses a reverse-push body. `max_message_bytes` bounds the delivered
+    /// message; a body longer than [`max_request_bytes`] of it is refused
+    /// (2006) before it is parsed.
     pub fn parse(body: &[u8], max_message_bytes: usize) -> Result<Self, ApiError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| ErrNo::MALFORMED_JSON.with(e))?;
-        let websocket = value
-            .get("websocket")
-            .and_then(Value::as_object)
-            .ok_or_else(|| ErrNo::MISSING_FIELD.with("websocket"))?;
-        let text_field = |name: &str| -> Result<&str, ApiError> {
-            websocket
-                .get(name)
-                .and_then(Value::as_str)
-                .ok_or_else(|| ErrNo::MISSING_FIELD.with(format_args!("websocket.{name}")))
-        };
-        let action = text_field("action")?;
-        let payload = || -> Result<Payload, ApiError> {
-            let data_type = websocket
-                .get("dataType")
-                .map(|v| {
-                    v.as_str()
-                        .ok_or_else(|| ErrNo::MISSING_FIELD.with("websocket.dataType"))
-                })
-                .transpose()?
-                .unwrap_or("text");
-            let data = text_field("data")?;
-            let payload = match data_type {
-                "text" => Payload::Text(data.to_owned()),
+        let limit = max_request_bytes(max_message_bytes);
+        if body.len() > limit {
+            return Err(ErrNo::PAYLOAD_TOO_LARGE.over_limit(body.len(), limit));
+        }
+        let raw: RawRequest<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
+            // Well-formed JSON of the wrong shape: a field missing or of the wrong type.
+            Category::Data => ErrNo::MISSING_FIELD.with(e),
+            Category::Syntax | Category::Eof | Category::Io => ErrNo::MALFORMED_JSON.with(e),
+        })?;
+        let RawWebsocket {
+            action,
+            connection_id,
+            data_type,
+            data,
+            group,
+            except,
+        } = raw.websocket;
+        let payload = |data: Option<Cow<'_, str>>| -> Result<Payload, ApiError> {
+            let data = required(data, "data")?;
+            let payload = match data_type.as_deref().unwrap_or("text") {
+                "text" => Payload::Text(data.into_owned()),
                 "binary" => Payload::Binary(Bytes::from(
-                    BASE64.decode(data).map_err(|e| ErrNo::BAD_BASE64.with(e))?,
+                    BASE64
+                        .decode(&*data)
+                        .map_err(|e| ErrNo::BAD_BASE64.with(e))?,
                 )),
                 other => return Err(ErrNo::UNKNOWN_DATA_TYPE.with(format_args!("{other:?}"))),
             };
@@ -97,25 +143,19 @@ impl PushRequest {
             }
             Ok(payload)
         };
-        match action {
+        match &*action {
             "closing" => Ok(PushRequest::Close {
-                connection_id: text_field("secConnectionID")?.to_owned(),
+                connection_id: required(connection_id, "secConnectionID")?.into_owned(),
             }),
             "data send" => Ok(PushRequest::Send {
-                connection_id: text_field("secConnectionID")?.to_owned(),
-                payload: payload()?,
+                connection_id: required(connection_id, "secConnectionID")?.into_owned(),
+                payload: payload(data)?,
             }),
-            "data broadcast" => {
-                let except = match websocket.get("exceptConnectionID") {
-                    None | Some(Value::Null) => None,
-                    Some(_) => Some(text_field("exceptConnectionID")?.to_owned()),
-                };
-                Ok(PushRequest::Broadcast {
-                    group: text_field("group")?.to_owned(),
-                    payload: payload()?,
-                    except,
-                })
-            }
+            "data broadcast" => Ok(PushRequest::Broadcast {
+                group: required(group, "group")?.into_owned(),
+                payload: payload(data)?,
+                except: except.map(Cow::into_owned),
+            }),
             other => Err(ErrNo::UNKNOWN_ACTION.with(format_args!("{other:?}"))),
         }
     }
@@ -192,5 +232,34 @@ mod tests {
             ),
             2006
         );
+        // Unknown fields are skipped; a field of the wrong type is 2002.
+        assert!(PushRequest::parse(
+            br#"{"websocket":{"action":"closing","secConnectionID":"a","extra":[1,{"b":2}]},"other":1}"#,
+            4
+        )
+        .is_ok());
+        assert_eq!(code(br#"{"websocket":"closing"}"#), 2002);
+        assert_eq!(code(br#"{"websocket":{"action":7}}"#), 2002);
+    }
+
+    #[test]
+    fn a_request_over_the_push_route_s_limit_is_refused_before_parsing() {
+        let limit = max_request_bytes(4);
+        // Base64 of 4 bytes is 8 characters.
+        assert_eq!(limit, 8 + 64 * 1024);
+        // Too large even though it is not JSON at all: nothing was parsed.
+        let error = PushRequest::parse(&vec![b'{'; limit + 1], 4).unwrap_err();
+        assert_eq!((error.code, error.status.as_u16()), (2006, 413));
+        // At the limit, parsing happens (and finds no JSON).
+        assert_eq!(
+            PushRequest::parse(&vec![b'{'; limit], 4).unwrap_err().code,
+            2001
+        );
+        // A binary message of max_message_bytes fits as Base64 in its JSON.
+        assert_eq!(
+            max_request_bytes(256 << 10),
+            (256 << 10) / 3 * 4 + 4 + (64 << 10)
+        );
+        assert_eq!(max_request_bytes(usize::MAX), usize::MAX);
     }
 }

@@ -16,7 +16,7 @@ mod writer;
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -28,7 +28,7 @@ use self::writer::{write_loop, WriterStop};
 use crate::dispatch::{new_request_id, Event, Gateway};
 use crate::plugins::Service;
 use crate::protocol::{self, CloseCause, CloseReason, Payload, Role};
-use crate::state::{Connection, Outbound, Reservation};
+use crate::state::{Connection, OutboundReceiver, Reservation};
 use crate::wasm::CallError;
 
 /// Grace given to a connection's writer to flush its close frame.
@@ -47,7 +47,7 @@ struct SessionParts {
     gateway: Gateway,
     service: Arc<Service>,
     connection: Arc<Connection>,
-    outbound: mpsc::Receiver<Outbound>,
+    outbound: OutboundReceiver,
     _tracked: TaskTrackerToken,
 }
 

@@ -5,14 +5,14 @@
 use futures_util::stream::SplitSink;
 use futures_util::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::protocol::CloseCause;
-use crate::state::Outbound;
+use crate::state::{Outbound, OutboundReceiver};
 
 /// Instructions from the reader loop to the writer task.
 pub(super) enum WriterStop {
@@ -26,7 +26,7 @@ pub(super) enum WriterStop {
 /// Writes queued messages to the socket until told to stop.
 pub(super) async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut outbound: mpsc::Receiver<Outbound>,
+    mut outbound: OutboundReceiver,
     mut stop: oneshot::Receiver<WriterStop>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -1,6 +1,6 @@
 //! One connection as the state layer sees it: its id, its bounded outbound
-//! queue (drained into the socket by the connection's writer task), and the
-//! close request its session waits for.
+//! queue (drained into the socket by the connection's writer task; see
+//! `outbound.rs`), and the close request its session waits for.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -11,11 +11,13 @@ use base64::Engine as _;
 use bytes::Bytes;
 use rand::TryRngCore;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tungstenite::Utf8Bytes;
 
 use super::now_ms;
+use super::outbound::{
+    queue, OutboundBudget, OutboundReceiver, OutboundSender, QueueBounds, Refused,
+};
 use crate::protocol::{ApiError, CloseCause, ErrNo, Payload, BASE64};
 
 /// A message queued for a client.
@@ -27,6 +29,23 @@ pub enum Outbound {
     Binary(Bytes),
     /// A ping the gateway sends to see whether the client is still there.
     Ping,
+}
+
+impl Outbound {
+    /// Bytes of the message body: what it counts against the queue's byte
+    /// bounds (a ping counts nothing).
+    pub fn len(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Binary(bytes) => bytes.len(),
+            Outbound::Ping => 0,
+        }
+    }
+
+    /// Whether the message body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl From<Payload> for Outbound {
@@ -56,21 +75,23 @@ pub(crate) struct Connection {
     pub source_ip: IpAddr,
     pub connected_at_ms: u64,
     last_active_ms: AtomicU64,
-    outbound: mpsc::Sender<Outbound>,
+    outbound: OutboundSender,
     closing: CancellationToken,
     // A std mutex: set once, read once, never held across an await.
     close_cause: Mutex<Option<CloseCause>>,
 }
 
 impl Connection {
-    /// A new connection of `service` with an outbound queue of `queue`
-    /// messages; the receiving end goes to its writer.
+    /// A new connection of `service` with an outbound queue within
+    /// `bounds`, counting against the gateway's `budget`; the receiving end
+    /// goes to its writer.
     pub fn new(
         service: &Arc<str>,
         source_ip: IpAddr,
-        queue: usize,
-    ) -> (Self, mpsc::Receiver<Outbound>) {
-        let (sender, receiver) = mpsc::channel(queue.max(1));
+        bounds: QueueBounds,
+        budget: &OutboundBudget,
+    ) -> (Self, OutboundReceiver) {
+        let (sender, receiver) = queue(bounds, budget);
         let now = now_ms();
         let connection = Self {
             id: new_connection_id(),
@@ -129,17 +150,22 @@ impl Connection {
         let _ = self.outbound.try_send(Outbound::Ping);
     }
 
-    /// Queues a message; a full queue closes the connection as too slow.
+    /// Queues a message. A queue at either of its bounds closes the
+    /// connection as too slow (2203). When the gateway's outbound budget is
+    /// spent, a connection that is itself behind is closed the same way,
+    /// which gives its bytes back; one whose queue is empty keeps its
+    /// connection and the message is refused (2205).
     pub fn send(&self, message: Outbound) -> Result<(), ApiError> {
         match self.outbound.try_send(message) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::QueueFull | Refused::BudgetSpent { behind: true }) => {
                 self.close(CloseCause::SLOW_CLIENT);
                 Err(ErrNo::QUEUE_FULL.with(&self.id))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Err(ErrNo::CONNECTION_NOT_FOUND.with(&self.id))
+            Err(Refused::BudgetSpent { behind: false }) => {
+                Err(ErrNo::OUTBOUND_BUDGET_SPENT.with(&self.id))
             }
+            Err(Refused::Closed) => Err(ErrNo::CONNECTION_NOT_FOUND.with(&self.id)),
         }
     }
 }

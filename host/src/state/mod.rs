@@ -17,6 +17,7 @@
 mod connection;
 mod groups;
 pub mod kv;
+mod outbound;
 mod recorder;
 mod router;
 
@@ -25,6 +26,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) use connection::Connection;
 pub use connection::{ConnectionInfo, Outbound};
 pub use groups::{MAX_GROUPS_PER_CONNECTION, MAX_GROUP_NAME_BYTES};
+pub use outbound::OutboundBudget;
+pub(crate) use outbound::{OutboundReceiver, QueueBounds};
 pub use recorder::Recorder;
 pub(crate) use router::Reservation;
 pub use router::Router;

@@ -9,10 +9,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
-
 use super::connection::{Connection, ConnectionInfo, Outbound};
 use super::groups::{check_group, Groups};
+use super::outbound::{OutboundBudget, OutboundReceiver, QueueBounds};
 use super::Broker;
 use crate::protocol::{ApiError, CloseCause, ErrNo};
 
@@ -41,29 +40,45 @@ impl ServiceConnections {
 pub struct Router {
     // A std mutex: every critical section is a map operation, never an await.
     services: Arc<Mutex<HashMap<Arc<str>, ServiceConnections>>>,
+    /// Bytes queued for clients, every connection of every service
+    /// together, and the most there may be (`--outbound-budget-mb`).
+    budget: OutboundBudget,
 }
 
 /// A connection reserved in the router, with the receiving end of its queue.
 pub(crate) struct Reservation {
     pub connection: Arc<Connection>,
-    pub outbound: mpsc::Receiver<Outbound>,
+    pub outbound: OutboundReceiver,
 }
 
 impl Router {
+    /// An empty registry whose connections' queues share `budget`.
+    pub fn new(budget: OutboundBudget) -> Self {
+        Self {
+            services: Arc::default(),
+            budget,
+        }
+    }
+
+    /// The gateway-wide outbound budget, with the bytes queued now.
+    pub fn outbound_budget(&self) -> &OutboundBudget {
+        &self.budget
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, ServiceConnections>> {
         self.services.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reserves a new connection of `service`, or refuses when the service
-    /// already holds `max_connections`.
+    /// Reserves a new connection of `service` whose queue holds at most
+    /// `queue`, or refuses when the service already holds `max_connections`.
     pub(crate) fn reserve(
         &self,
         service: &Arc<str>,
         source_ip: IpAddr,
-        queue: usize,
+        queue: QueueBounds,
         max_connections: usize,
     ) -> Result<Reservation, ApiError> {
-        let (connection, outbound) = Connection::new(service, source_ip, queue);
+        let (connection, outbound) = Connection::new(service, source_ip, queue, &self.budget);
         let connection = Arc::new(connection);
         let mut services = self.lock();
         let state = services.entry(service.clone()).or_default();
@@ -296,11 +311,19 @@ mod tests {
         IpAddr::from([127, 0, 0, 1])
     }
 
+    /// A queue of `messages` messages and 1 MiB.
+    fn bounds(messages: usize) -> QueueBounds {
+        QueueBounds {
+            messages,
+            bytes: 1 << 20,
+        }
+    }
+
     #[tokio::test]
     async fn routes_only_within_the_service() {
         let router = Router::default();
         let chat: Arc<str> = "chat".into();
-        let mut reservation = router.reserve(&chat, ip(), 4, 10).unwrap();
+        let mut reservation = router.reserve(&chat, ip(), bounds(4), 10).unwrap();
         let id = reservation.connection.id.to_string();
         let send = |service: &'static str| {
             let request = PushRequest::Send {
@@ -323,7 +346,7 @@ mod tests {
     fn full_queue_closes_the_slow_client() {
         let router = Router::default();
         let svc: Arc<str> = "svc".into();
-        let reservation = router.reserve(&svc, ip(), 1, 10).unwrap();
+        let reservation = router.reserve(&svc, ip(), bounds(1), 10).unwrap();
         let id = reservation.connection.id.to_string();
         let push = || router.deliver("svc", &id, Outbound::Binary(Bytes::from_static(b"x")));
         push().unwrap();
@@ -335,13 +358,47 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_over_its_bytes_closes_the_slow_client_and_the_budget_refuses_alone() {
+        let router = Router::new(OutboundBudget::new(3 << 20));
+        let svc: Arc<str> = "svc".into();
+        let slow = router.reserve(&svc, ip(), bounds(1000), 10).unwrap();
+        let other = router.reserve(&svc, ip(), bounds(1000), 10).unwrap();
+        let push = |id: &str, bytes: usize| {
+            router.deliver("svc", id, Outbound::Binary(Bytes::from(vec![0; bytes])))
+        };
+        for _ in 0..4 {
+            push(&slow.connection.id, 256 << 10).unwrap();
+        }
+        // A fifth message would pass the 1 MiB of the queue.
+        assert_eq!(push(&slow.connection.id, 1).unwrap_err().code, 2203);
+        assert_eq!(slow.connection.close_cause(), Some(CloseCause::SLOW_CLIENT));
+        assert_eq!(router.outbound_budget().queued(), 1 << 20);
+        // The gateway's 3 MiB: a connection with an empty queue is refused
+        // a message that does not fit, and stays open.
+        let third = router.reserve(&svc, ip(), bounds(1000), 10).unwrap();
+        push(&third.connection.id, 1 << 20).unwrap();
+        assert_eq!(
+            push(&other.connection.id, (1 << 20) + 1).unwrap_err().code,
+            2205
+        );
+        assert_eq!(other.connection.close_cause(), None);
+        push(&other.connection.id, 1 << 20).unwrap();
+        // The slow client's queue goes with its writer; its bytes come back.
+        drop(slow);
+        assert_eq!(router.outbound_budget().queued(), 2 << 20);
+    }
+
+    #[test]
     fn connection_cap_is_per_service() {
         let router = Router::default();
         let a: Arc<str> = "a".into();
         let b: Arc<str> = "b".into();
-        let _first = router.reserve(&a, ip(), 1, 1).unwrap();
-        assert_eq!(router.reserve(&a, ip(), 1, 1).err().unwrap().code, 2303);
-        assert!(router.reserve(&b, ip(), 1, 1).is_ok());
+        let _first = router.reserve(&a, ip(), bounds(1), 1).unwrap();
+        assert_eq!(
+            router.reserve(&a, ip(), bounds(1), 1).err().unwrap().code,
+            2303
+        );
+        assert!(router.reserve(&b, ip(), bounds(1), 1).is_ok());
     }
 
     #[tokio::test]
@@ -349,9 +406,9 @@ mod tests {
         let router = Router::default();
         let chat: Arc<str> = "chat".into();
         let other: Arc<str> = "other".into();
-        let mut a = router.reserve(&chat, ip(), 4, 10).unwrap();
-        let mut b = router.reserve(&chat, ip(), 4, 10).unwrap();
-        let mut stranger = router.reserve(&other, ip(), 4, 10).unwrap();
+        let mut a = router.reserve(&chat, ip(), bounds(4), 10).unwrap();
+        let mut b = router.reserve(&chat, ip(), bounds(4), 10).unwrap();
+        let mut stranger = router.reserve(&other, ip(), bounds(4), 10).unwrap();
         let (a_id, b_id) = (a.connection.id.to_string(), b.connection.id.to_string());
         router.join("chat", "room", &a_id).unwrap();
         router.join("chat", "room", &b_id).unwrap();
@@ -393,7 +450,7 @@ mod tests {
         let router = Router::default();
         let svc: Arc<str> = "svc".into();
         let mut members: Vec<_> = (0..100)
-            .map(|_| router.reserve(&svc, ip(), 4, 1000).unwrap())
+            .map(|_| router.reserve(&svc, ip(), bounds(4), 1000).unwrap())
             .collect();
         for member in &members {
             router.join("svc", "all", &member.connection.id).unwrap();
@@ -417,7 +474,7 @@ mod tests {
     fn a_connection_has_at_most_so_many_groups() {
         let router = Router::default();
         let svc: Arc<str> = "svc".into();
-        let reservation = router.reserve(&svc, ip(), 1, 10).unwrap();
+        let reservation = router.reserve(&svc, ip(), bounds(1), 10).unwrap();
         let id = reservation.connection.id.to_string();
         for n in 0..MAX_GROUPS_PER_CONNECTION {
             router.join("svc", &format!("g{n}"), &id).unwrap();

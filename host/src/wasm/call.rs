@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::capture::OutputLine;
+use super::capture::{guest_text, OutputLine};
 use super::epoch::EPOCH_TICK;
 use super::host_calls::bindings::wasmgate::gateway::types as wit;
 use super::host_calls::bindings::Handler;
@@ -195,7 +195,7 @@ impl Runtime {
                 Err(CallError::AnswerTooLarge(answer.len()))
             }
             Ok(Ok(Ok(answer))) => Ok(answer),
-            Ok(Ok(Err(message))) => Err(CallError::Handler(message)),
+            Ok(Ok(Err(message))) => Err(CallError::Handler(guest_text(&message))),
             Ok(Err((instantiating, error))) => Err(classify(
                 error,
                 live.store.data().limiter.hit,
@@ -204,8 +204,7 @@ impl Runtime {
                 instantiating,
             )),
         };
-        let mut output = std::mem::take(&mut live.store.data_mut().output);
-        live.store.data().take_printed(&mut output);
+        let output = live.store.data_mut().take_output();
         // Only an instance whose call succeeded serves again; any failure
         // retires it with its store.
         if reuse > 0 && result.is_ok() {
@@ -306,7 +305,9 @@ fn classify(
         _ if limit_hit == Some(LimitHit::Gateway) => CallError::GatewayMemory,
         Some(trap) if !instantiating => CallError::Trap(trap.to_string()),
         Some(trap) => CallError::Instantiate(trap.to_string()),
-        None if instantiating => CallError::Instantiate(format!("{error:#}")),
-        None => CallError::Trap(format!("{error:#}")),
+        // The chain may name guest functions (a backtrace) or carry a
+        // guest's text: the log shows it bounded and escaped.
+        None if instantiating => CallError::Instantiate(guest_text(&format!("{error:#}"))),
+        None => CallError::Trap(guest_text(&format!("{error:#}"))),
     }
 }

@@ -34,6 +34,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
+use super::capture::guest_text;
 use super::{core_module, LoadError};
 use crate::config::{CompileMode, CompilerConfig};
 
@@ -181,7 +182,9 @@ impl Compiler {
             // Dropping the future drops the child, which kills it.
             Err(_) => return Err(LoadError::CompileTimeout(config.timeout)),
         };
-        let message = String::from_utf8_lossy(&message).trim().to_owned();
+        // The compiler's words may quote the file's (names of exports,
+        // say): escaped and cut like any guest text.
+        let message = guest_text(String::from_utf8_lossy(&message).trim());
         if status.success() {
             return Ok(artefact);
         }

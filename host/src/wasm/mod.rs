@@ -101,10 +101,13 @@ pub enum CallError {
     /// gateway together holds its whole memory budget.
     #[error("could not grow its memory: the gateway's memory budget for handlers is used up")]
     GatewayMemory,
-    /// The guest trapped (panic, unreachable, stack overflow, ...).
+    /// The guest trapped (panic, unreachable, stack overflow, ...). Text
+    /// that may carry the guest's words is escaped and cut (see
+    /// `capture::guest_text`).
     #[error("trapped: {0}")]
     Trap(String),
-    /// The handler returned its `err` result.
+    /// The handler returned its `err` result: the guest's string, escaped
+    /// and cut to 1 KiB (see `capture::guest_text`).
     #[error("returned an error: {0}")]
     Handler(String),
     /// The answer is larger than [`MAX_ANSWER_BYTES`].

@@ -10,16 +10,13 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::capture::{Capture, OutputLine, OutputSource};
+use super::capture::{escape_for_log, Capture, LineBudget, OutputLine, OutputSource};
 use crate::state::kv::KvStore;
 use crate::state::Broker;
 
 /// Table elements a call may reach (function tables of large guests such as
 /// Python need tens of thousands).
 pub(crate) const TABLE_ELEMENT_LIMIT: usize = 200_000;
-
-/// Bytes of `log` host-call text kept per call.
-const LOG_LIMIT: usize = 64 << 10;
 
 /// What a call may reach of the service's state.
 #[derive(Clone)]
@@ -51,8 +48,9 @@ pub(crate) struct EventState {
     /// The service's `max_message_bytes`, for pushes and broadcasts.
     pub(crate) max_message_bytes: usize,
     pub(crate) state: StateAccess,
-    pub(super) output: Vec<OutputLine>,
-    logged_bytes: usize,
+    output: Vec<OutputLine>,
+    /// What the `log` host calls of this event may still add to `output`.
+    log_budget: LineBudget,
 }
 
 impl EventState {
@@ -75,36 +73,45 @@ impl EventState {
             max_message_bytes: 0,
             state,
             output: Vec::new(),
-            logged_bytes: 0,
+            log_budget: LineBudget::default(),
         }
     }
 
     /// Forgets what the previous event logged.
     pub(super) fn clear_output(&mut self) {
         self.output.clear();
-        self.logged_bytes = 0;
+        self.log_budget = LineBudget::default();
     }
 
-    /// Keeps one line of output, within the call's log budget.
-    pub(crate) fn record(&mut self, source: OutputSource, text: String) {
-        if self.logged_bytes > LOG_LIMIT {
-            return;
+    /// Keeps one `log` call's text, escaped, within the call's log budget;
+    /// past it the call is only counted.
+    pub(crate) fn record(&mut self, source: OutputSource, text: &str) {
+        let text = escape_for_log(text);
+        if self.log_budget.admit(text.len()) {
+            self.output.push(OutputLine {
+                source,
+                text: text.into_owned(),
+            });
         }
-        self.logged_bytes += text.len();
-        let text = if self.logged_bytes > LOG_LIMIT {
-            "[further log lines of this call dropped]".to_owned()
-        } else {
-            text
-        };
-        self.output.push(OutputLine { source, text });
     }
 
-    /// Moves what the guest printed since the last call into `output`.
-    pub(super) fn take_printed(&self, output: &mut Vec<OutputLine>) {
+    /// Everything this event logged and printed, with one note per stream
+    /// of what was dropped; the store starts afresh.
+    pub(super) fn take_output(&mut self) -> Vec<OutputLine> {
+        let mut output = std::mem::take(&mut self.output);
+        let dropped = self.log_budget.dropped();
+        if dropped > 0 {
+            output.push(OutputLine {
+                source: OutputSource::Log(super::capture::LogLevel::Warn),
+                text: format!("[{dropped} more log lines of this call dropped]"),
+            });
+        }
+        self.log_budget = LineBudget::default();
         if let Some(wasi) = &self.wasi {
-            wasi.stdout.take_lines(OutputSource::Stdout, output);
-            wasi.stderr.take_lines(OutputSource::Stderr, output);
+            wasi.stdout.take_lines(OutputSource::Stdout, &mut output);
+            wasi.stderr.take_lines(OutputSource::Stderr, &mut output);
         }
+        output
     }
 }
 

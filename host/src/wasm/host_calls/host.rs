@@ -38,6 +38,8 @@ impl Host for EventState {
             .await
     }
 
+    /// The request is parsed as the reverse-push route parses a body, and
+    /// refused (2006) unparsed when longer than that route would read.
     async fn route(&mut self, request: String) -> Result<(), wit::GatewayError> {
         let request =
             PushRequest::parse(request.as_bytes(), self.max_message_bytes).map_err(to_wit_error)?;
@@ -52,6 +54,6 @@ impl Host for EventState {
             wit::LogLevel::Warn => LogLevel::Warn,
             wit::LogLevel::Error => LogLevel::Error,
         };
-        self.record(OutputSource::Log(level), message);
+        self.record(OutputSource::Log(level), &message);
     }
 }

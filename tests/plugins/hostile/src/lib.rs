@@ -10,6 +10,11 @@
 //! | `bad-utf8` | answers a string that is not valid UTF-8 (the host must refuse to lift it) |
 //! | `flood:<n>` | pushes `n` messages of 1 KiB to its own connection, ignoring errors, then pushes `flooded <ok> <failed> <last errNo>` |
 //! | `self-push` | pushes `self-push` to its own connection once (the client receives it; it never comes back to transfer) |
+//! | `flood-bytes:<n>` | pushes `n` messages of 64 KiB to its own connection, ignoring errors, then logs `flooded-bytes <ok> <failed> <first errNo>` |
+//! | `route-bomb:<mib>` | calls `route` with a request of `<mib>` MiB (an array of zeros beside a valid `data send` to itself), then routes a small one; pushes `route-bomb <errNo of the first> <errNo of the second>` |
+//! | `log-flood:<n>` | calls `log(info, "")` `n` times, then pushes `logged <n>` |
+//! | `newlines` | writes 64 KiB of newlines to stdout, then pushes `printed` |
+//! | `forge:<mark>` | writes `<mark>` after a forged line break (`\n`, `\r`, ESC, U+2028) naming service `hc-forge-target` to the log, to stdout and to stderr, then fails with an error string that does the same, 100 KiB long |
 //! | anything else | pushes it back unchanged |
 //!
 //! Every call logs `transfer <message prefix>` first, so tests can count calls.
@@ -53,6 +58,35 @@ impl Handler for Hostile {
                 Ok(())
             }
             "self-push" => Ok(wasmgate_guest::push_text(me, "self-push")?),
+            "newlines" => {
+                print!("{}", "\n".repeat(64 << 10));
+                Ok(wasmgate_guest::push_text(me, "printed")?)
+            }
+            _ if text.starts_with("flood-bytes:") => flood_bytes(me, &text),
+            _ if text.starts_with("route-bomb:") => route_bomb(me, &text),
+            _ if text.starts_with("log-flood:") => {
+                let count: u64 = text["log-flood:".len()..]
+                    .parse()
+                    .map_err(|_| HandlerError::from("log-flood:<n>"))?;
+                for _ in 0..count {
+                    wasmgate_guest::log(LogLevel::Info, "");
+                }
+                Ok(wasmgate_guest::push_text(me, &format!("logged {count}"))?)
+            }
+            _ if text.starts_with("forge:") => {
+                let mark = &text["forge:".len()..];
+                let forged = |separator: &str| {
+                    format!("innocent{separator}{mark} service=hc-forge-target role=transfer{separator}")
+                };
+                wasmgate_guest::log(LogLevel::Info, &forged("\n"));
+                println!("{}", forged("\r"));
+                eprintln!("{}", forged("\u{2028}\u{1b}[2K"));
+                Err(HandlerError::from(format!(
+                    "{}{}",
+                    forged("\n"),
+                    "e".repeat(100 << 10)
+                )))
+            }
             _ => {
                 if let Some(count) = text.strip_prefix("flood:") {
                     let count: u64 = count.parse().map_err(|_| HandlerError::from("flood:<n>"))?;
@@ -74,6 +108,63 @@ impl Handler for Hostile {
             }
         }
     }
+}
+
+/// `flood-bytes:<n>`: `n` pushes of 64 KiB to its own connection, then a
+/// log line with how many went through and the first refusal's errNo.
+fn flood_bytes(me: &str, text: &str) -> Result<(), HandlerError> {
+    let count: u64 = text["flood-bytes:".len()..]
+        .parse()
+        .map_err(|_| HandlerError::from("flood-bytes:<n>"))?;
+    let block = "b".repeat(64 << 10);
+    let (mut ok, mut failed, mut first) = (0u64, 0u64, 0);
+    for _ in 0..count {
+        match wasmgate_guest::push_text(me, &block) {
+            Ok(()) => ok += 1,
+            Err(error) => {
+                if failed == 0 {
+                    first = error.err_no;
+                }
+                failed += 1;
+            }
+        }
+    }
+    wasmgate_guest::log(
+        LogLevel::Info,
+        &format!("flooded-bytes {ok} {failed} {first}"),
+    );
+    Ok(())
+}
+
+/// `route-bomb:<mib>`: a `route` request of `<mib>` MiB, then a small one;
+/// pushes the errNo of each (0: routed).
+fn route_bomb(me: &str, text: &str) -> Result<(), HandlerError> {
+    let mib: usize = text["route-bomb:".len()..]
+        .parse()
+        .map_err(|_| HandlerError::from("route-bomb:<mib>"))?;
+    let size = mib << 20;
+    let mut bomb = String::with_capacity(size + 256);
+    bomb.push_str(r#"{"websocket":{"action":"data send","secConnectionID":""#);
+    bomb.push_str(me);
+    bomb.push_str(r#"","data":"bomb","pad":["#);
+    while bomb.len() < size {
+        bomb.push_str("0,");
+    }
+    bomb.push_str("0]}}");
+    let err_no = |result: Result<(), wasmgate_guest::GatewayError>| match result {
+        Ok(()) => 0,
+        Err(error) => error.err_no,
+    };
+    let big = err_no(wasmgate_guest::route(&bomb));
+    drop(bomb);
+    let request = format!(
+        r#"{{"websocket":{{"action":"data send","secConnectionID":"{me}","data":"routed"}}}}"#
+    );
+    let small = err_no(wasmgate_guest::route(&request));
+    Ok(wasmgate_guest::push_text(
+        me,
+        &format!("route-bomb {big} {small}"),
+    )?)
 }
 
 /// A `String` whose bytes are not UTF-8: what a buggy guest in a language
