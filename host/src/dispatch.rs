@@ -239,6 +239,7 @@ impl Gateway {
             max_message_bytes: config.max_message_bytes,
             instance_reuse: config.instance_reuse,
             prepare_next: true,
+            cpu: service.cpu.clone(),
             state: StateAccess {
                 kv: self.inner.kv.clone(),
                 kv_max_keys: config.kv_max_keys,

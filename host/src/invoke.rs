@@ -55,6 +55,7 @@ async fn run_once(
     let defaults = ServiceConfig::default();
     let recorder = Arc::new(Recorder::new());
     let spec = CallSpec {
+        cpu: Arc::default(),
         service: service.into(),
         role,
         request_id: crate::dispatch::new_request_id(),

@@ -140,6 +140,7 @@ impl PerEvent {
 
     fn spec(&self, event: String) -> CallSpec {
         CallSpec {
+            cpu: Arc::default(),
             service: self.service.clone(),
             role: Role::Transfer,
             request_id: "".into(),

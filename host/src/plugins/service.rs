@@ -119,6 +119,8 @@ pub struct Service {
     /// The gateway's call slots this service holds (see
     /// [`super::FairSlots`]).
     pub(crate) slots_held: Arc<super::fair_share::Holding>,
+    /// This service's CPU-bound calls, niced together.
+    pub(crate) cpu: Arc<crate::wasm::ServiceCpu>,
     /// Set once "no transfer handler" has been logged for this service.
     pub(crate) warned_no_transfer: AtomicBool,
     /// Serialises reloads of this service.
@@ -132,6 +134,7 @@ impl Service {
             dir,
             concurrency: ConcurrencyCap::new(config.max_concurrency as usize),
             slots_held: Arc::default(),
+            cpu: Arc::default(),
             config: RwLock::new(Arc::new(config)),
             handlers: RwLock::new(HandlerSet::default()),
             failures: Mutex::new(BTreeMap::new()),

@@ -3,6 +3,7 @@
 //! reason a failed call failed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +28,55 @@ pub const NICE_AFTER: Duration = Duration::from_millis(3);
 /// Ticks a niced call sleeps between ticks of guest time.
 pub const NICE_SLEEP_TICKS: u32 = 9;
 
+/// The CPU-bound calls of one service, shared by its calls: while one call
+/// of a service is niced (past [`NICE_AFTER`]), its other calls are niced
+/// from their first tick. A service that spins in call after call gets a
+/// tenth of a core per call from the start, not 3 ms at full speed each
+/// time; a call shorter than one tick is never slowed.
+#[derive(Debug, Default)]
+pub struct ServiceCpu {
+    niced: AtomicUsize,
+}
+
+impl ServiceCpu {
+    /// Calls of the service niced now.
+    pub fn niced(&self) -> usize {
+        self.niced.load(Ordering::Acquire)
+    }
+}
+
+/// Whether one call has been counted as niced in its service's
+/// [`ServiceCpu`]; the count is given back when the call ends.
+struct NicedCall {
+    cpu: Arc<ServiceCpu>,
+    counted: AtomicBool,
+}
+
+impl NicedCall {
+    fn count(&self) {
+        if !self.counted.swap(true, Ordering::AcqRel) {
+            self.cpu.niced.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn release(&self) {
+        if self.counted.swap(false, Ordering::AcqRel) {
+            self.cpu.niced.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Releases a call's count in its service's [`ServiceCpu`] when the call
+/// ends or is dropped; the store's epoch callback, which may outlive the
+/// call in an idle reused instance, holds the count's other handle.
+struct NicedGuard(Arc<NicedCall>);
+
+impl Drop for NicedGuard {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 /// Everything a call needs besides the handler itself.
 pub struct CallSpec {
     pub(crate) service: Arc<str>,
@@ -49,6 +99,8 @@ pub struct CallSpec {
     /// `wasmgate invoke` does not).
     pub(crate) prepare_next: bool,
     pub(crate) state: StateAccess,
+    /// The service's CPU-bound calls (see [`ServiceCpu`]).
+    pub(crate) cpu: Arc<ServiceCpu>,
 }
 
 impl std::fmt::Debug for CallSpec {
@@ -126,7 +178,7 @@ impl Runtime {
     ) -> Result<(), CallError> {
         let _ticking = self.ticker.hold();
         let mut live = self.new_live(spec);
-        begin_event(&mut live.store, spec, Instant::now());
+        let _niced = begin_event(&mut live.store, spec, Instant::now());
         match module.pre.instantiate_async(&mut live.store).await {
             Ok(_) => Ok(()),
             Err(error) => Err(classify(
@@ -156,7 +208,7 @@ impl Runtime {
             None => (self.new_live(&spec), 0),
         };
         let started = Instant::now();
-        begin_event(&mut live.store, &spec, started);
+        let niced = begin_event(&mut live.store, &spec, started);
         let deadline_ms = SystemTime::now()
             .checked_add(spec.timeout)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -204,6 +256,7 @@ impl Runtime {
                 instantiating,
             )),
         };
+        drop(niced);
         let output = live.store.data_mut().take_output();
         // Only an instance whose call succeeded serves again; any failure
         // retires it with its store.
@@ -243,7 +296,7 @@ impl Runtime {
             return;
         }
         let mut live = self.new_live(spec);
-        begin_event(&mut live.store, spec, Instant::now());
+        let _niced = begin_event(&mut live.store, spec, Instant::now());
         live.store.data_mut().broker = self.discard.clone();
         let outer = spec.timeout + EPOCH_TICK * 10;
         let instantiate = module.pre.instantiate_async(&mut live.store);
@@ -256,7 +309,7 @@ impl Runtime {
 
 /// Sets up a store, new or reused, for one event: its scope, empty output,
 /// a cleared memory-limit flag and a new deadline.
-fn begin_event(store: &mut Store<EventState>, spec: &CallSpec, started: Instant) {
+fn begin_event(store: &mut Store<EventState>, spec: &CallSpec, started: Instant) -> NicedGuard {
     let state = store.data_mut();
     state.broker = spec.broker.clone();
     state.max_message_bytes = spec.max_message_bytes;
@@ -266,12 +319,21 @@ fn begin_event(store: &mut Store<EventState>, spec: &CallSpec, started: Instant)
     state.limiter.memory_limit = spec.memory_limit_bytes;
     state.limiter.hit = None;
     let deadline = started + spec.timeout;
+    let niced = Arc::new(NicedCall {
+        cpu: spec.cpu.clone(),
+        counted: AtomicBool::new(false),
+    });
+    let call = niced.clone();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         let now = Instant::now();
         if now >= deadline {
-            Err(Trap::Interrupt.into())
-        } else if now < started + NICE_AFTER {
+            return Err(Trap::Interrupt.into());
+        }
+        if now >= started + NICE_AFTER {
+            call.count();
+        }
+        if call.cpu.niced() == 0 {
             // tokio's own yield puts this task behind every other ready
             // task; a plain self-wake could run it again at once and let
             // a spinning guest starve other services' events.
@@ -280,15 +342,17 @@ fn begin_event(store: &mut Store<EventState>, spec: &CallSpec, started: Instant)
                 Box::pin(tokio::task::yield_now()),
             ))
         } else {
-            // A call past NICE_AFTER is CPU-bound: it keeps running, but
-            // at a tenth of a core, so it cannot crowd out short events
-            // of other services (or of its own) on a small machine.
+            // A call past NICE_AFTER, or any call of a service that has
+            // one, is CPU-bound: it keeps running, but at a tenth of a
+            // core, so it cannot crowd out short events of other services
+            // (or of its own) on a small machine.
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(tokio::time::sleep(EPOCH_TICK * NICE_SLEEP_TICKS)),
             ))
         }
     });
+    NicedGuard(niced)
 }
 
 /// Turns a wasmtime error into the reason reported for the call.

@@ -44,7 +44,7 @@ use self::store::{EventState, MemoryBudget, TABLE_ELEMENT_LIMIT};
 use crate::config::GatewayConfig;
 use crate::state::{Broker, Recorder};
 
-pub use self::call::{CallOutcome, CallSpec};
+pub use self::call::{CallOutcome, CallSpec, ServiceCpu};
 pub use self::epoch::EPOCH_TICK;
 pub(crate) use self::store::StateAccess;
 
