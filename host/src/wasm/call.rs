@@ -375,3 +375,28 @@ fn classify(
         None => CallError::Trap(guest_text(&format!("{error:#}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_counts_as_niced_once_and_until_it_ends() {
+        let cpu = Arc::new(ServiceCpu::default());
+        let call = Arc::new(NicedCall {
+            cpu: cpu.clone(),
+            counted: AtomicBool::new(false),
+        });
+        // The epoch callback keeps its own handle (as an idle reused
+        // store's does); the call's guard alone decides when it ends.
+        let callback = call.clone();
+        let guard = NicedGuard(call);
+        callback.count();
+        callback.count();
+        assert_eq!(cpu.niced(), 1);
+        drop(guard);
+        assert_eq!(cpu.niced(), 0);
+        drop(callback);
+        assert_eq!(cpu.niced(), 0);
+    }
+}
