@@ -36,7 +36,7 @@ taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$PORT" --contr
     --plugins "$WORK/plugins" --no-watch --memory-state --cache-dir "$WORK/cache" \
     --header-timeout-ms "$HEADER_MS" >"$WORK/gateway.log" 2>&1 &
 GW=$!; PIDS+=("$GW")
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$CONTROL/healthz" 2>/dev/null | grep -q '"loaded":true' && break; sleep 0.1; done
 LG="$TARGET/release/loadgen"
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 declare -A R

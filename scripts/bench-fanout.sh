@@ -26,7 +26,7 @@ port=$((20000 + RANDOM % 20000))
 gateway=$!
 trap 'kill $gateway 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+    curl -sf "http://127.0.0.1:$((port + 1))/healthz" 2>/dev/null | grep -q '"loaded":true' && break
     sleep 0.1
 done
 "${client_cpu[@]}" target/release/examples/fanout_bench --addr "127.0.0.1:$port" \

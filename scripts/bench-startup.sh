@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start-up time of `wasmgate serve` with and without the compile cache: time
-# from launch until /healthz answers, for the example and test handlers.
+# from launch until /healthz answers and until every service has loaded
+# (control /healthz "loaded": true), for the example and test handlers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -25,9 +26,12 @@ measure() {
     target/release/wasmgate serve --listen 127.0.0.1:$port --control-listen 127.0.0.1:$((port + 1)) --plugins "$work/plugins" --no-watch "$@" 2>/dev/null &
     local pid=$!
     until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do sleep 0.005; done
+    local listening
+    listening=$(date +%s%N)
+    until curl -sf "http://127.0.0.1:$((port + 1))/healthz" 2>/dev/null | grep -q '"loaded":true'; do sleep 0.005; done
     end=$(date +%s%N)
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    echo "$label: $(( (end - start) / 1000000 )) ms to the first answered request"
+    echo "$label: $(( (listening - start) / 1000000 )) ms to the first answered request, $(( (end - start) / 1000000 )) ms until every service has loaded"
 }
 measure "no cache          " --no-cache
 measure "cold cache (fills)" --cache-dir "$work/cache"

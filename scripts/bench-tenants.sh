@@ -54,7 +54,7 @@ run() {  # NAME PLUGINS EXTRA-FLAGS...
         --cache-dir "$WORK/cache" --memory-state "$@" >"$WORK/$name.log" 2>&1 &
     GW_PID=$!
     for _ in $(seq 1 600); do
-        curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+        curl -fsS "http://127.0.0.1:$((PORT + 1))/healthz" 2>/dev/null | grep -q '"loaded":true' && break
         sleep 0.1
     done
     sleep 2

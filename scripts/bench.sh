@@ -55,6 +55,15 @@ echo "instance_reuse = 1000" >"$WORK/plugins/reuse/service.toml"
 cp "$PROBE_WASM" "$WORK/plugins/fan/handler.wasm"
 echo "outbound_queue = 64" >"$WORK/plugins/fan/service.toml"
 
+# Waits until the gateway whose control listener is on port $1 has loaded
+# every service it found at start-up (it listens before that).
+wait_loaded() {
+    for _ in $(seq 1 1200); do
+        curl -fsS "http://127.0.0.1:$1/healthz" 2>/dev/null | grep -q '"loaded":true' && return 0
+        sleep 0.1
+    done
+    return 1
+}
 wait_port() {
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -101,6 +110,7 @@ taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --co
     --no-cache --no-watch --memory-state >"$WORK/wasmgate.log" 2>&1 &
 WG_PID=$!; PIDS+=("$WG_PID")
 wait_port $WG_PORT
+wait_loaded $WG_CONTROL_PORT
 echo_runs wg "$WG_PID" $WG_PORT echo
 echo_runs wgr "$WG_PID" $WG_PORT reuse
 lg wg.churn "$WG_PID" $WG_PORT churn --seconds "$RUN_S"
@@ -116,6 +126,7 @@ taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --co
     --no-cache --no-watch --memory-state >"$WORK/wasmgate-fanout.log" 2>&1 &
 WG_PID=$!; PIDS+=("$WG_PID")
 wait_port $WG_PORT
+wait_loaded $WG_CONTROL_PORT
 taskset -c 1 "$TARGET/release/examples/fanout_bench" --addr "127.0.0.1:$WG_PORT" --control-addr "127.0.0.1:$WG_CONTROL_PORT" --service fan \
     --server-pid "$WG_PID" --members "$FANOUT_N" --rounds 10 >"$WORK/fanout.txt" || true
 cat "$WORK/fanout.txt" >&2

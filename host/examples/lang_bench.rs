@@ -79,9 +79,11 @@ async fn echo_rate(bytes: &[u8], reuse: u32, messages: usize) -> anyhow::Result<
         ..wasmgate::GatewayConfig::new(&plugins)
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = tokio::spawn(wasmgate::run(listeners, config, async {
+    let loading = wasmgate::Gateway::new(config).await?;
+    let gateway = tokio::spawn(wasmgate::serve(listeners, loading.clone(), async {
         let _ = stopped.await;
     }));
+    loading.loaded().await;
     let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/bench")).await?;
     // Warm up: the first events of a reused instance pay for instantiation.
     for _ in 0..20 {

@@ -41,8 +41,13 @@ async fn main() -> anyhow::Result<()> {
         watch: false,
         ..wasmgate::GatewayConfig::new(&plugins)
     };
-    tokio::spawn(wasmgate::run(listeners, config, std::future::pending()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gateway = wasmgate::Gateway::new(config).await?;
+    tokio::spawn(wasmgate::serve(
+        listeners,
+        gateway.clone(),
+        std::future::pending(),
+    ));
+    gateway.loaded().await;
 
     let quiet = measure(addr).await?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -47,7 +47,13 @@ async fn main() -> anyhow::Result<()> {
         cache_dir: None,
         ..wasmgate::GatewayConfig::new(&plugins)
     };
-    tokio::spawn(wasmgate::run(listeners, config, std::future::pending()));
+    let gateway = wasmgate::Gateway::new(config).await?;
+    tokio::spawn(wasmgate::serve(
+        listeners,
+        gateway.clone(),
+        std::future::pending(),
+    ));
+    gateway.loaded().await;
     let url = format!("ws://{addr}/ws/bench");
     let (mut probe_client, _) = tokio_tungstenite::connect_async(&url).await?;
 
