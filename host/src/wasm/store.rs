@@ -10,7 +10,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capture::{Capture, OutputLine, OutputSource};
-use crate::state::kv::KvStore;
+use crate::state::kv::{KvQuota, KvStore};
 use crate::state::Broker;
 
 /// Table elements a call may reach (function tables of large guests such as
@@ -25,8 +25,8 @@ const LOG_LIMIT: usize = 64 << 10;
 pub(crate) struct StateAccess {
     /// The key-value store (the service's own keys only).
     pub kv: KvStore,
-    /// The service's `kv_max_keys`.
-    pub kv_max_keys: u64,
+    /// The service's `kv_max_keys` and `kv_max_bytes`.
+    pub kv_quota: KvQuota,
     /// For cleanup: the groups the connection was in when it ended.
     pub departed_groups: Option<Vec<Arc<str>>>,
 }
