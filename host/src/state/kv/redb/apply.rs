@@ -43,6 +43,7 @@ pub(super) fn apply(db: &Database, jobs: &[Job], sweep: bool) -> Result<Applied,
             entries: txn.open_table(ENTRIES).map_err(storage)?,
             usage: txn.open_table(USAGE).map_err(storage)?,
             expiry: txn.open_table(EXPIRY).map_err(storage)?,
+            usage_changes: HashMap::new(),
         };
         let now = now_ms();
         if sweep {
@@ -51,6 +52,7 @@ pub(super) fn apply(db: &Database, jobs: &[Job], sweep: bool) -> Result<Applied,
         for job in jobs {
             results.push(tables.apply_one(job, now)?);
         }
+        tables.write_usage()?;
     }
     txn.commit().map_err(storage)?;
     Ok(Applied { results, swept_all })
@@ -119,16 +121,40 @@ struct Tables<'t> {
     entries: Entries<'t>,
     usage: Usage<'t>,
     expiry: Expiry<'t>,
+    /// Usage changed by this transaction, per service: kept here and written
+    /// to the usage table once before the commit, rather than read and
+    /// rewritten by every write of a group.
+    usage_changes: HashMap<String, KvUsage>,
 }
 
 impl Tables<'_> {
-    fn set_usage(&mut self, service: &str, used: KvUsage) -> Result<(), ApiError> {
-        if used.keys == 0 {
-            self.usage.remove(service).map_err(storage)?;
-        } else {
-            self.usage
-                .insert(service, (used.keys, used.bytes))
-                .map_err(storage)?;
+    /// What `service` holds, with this transaction's writes so far.
+    fn usage_of(&self, service: &str) -> Result<KvUsage, ApiError> {
+        match self.usage_changes.get(service) {
+            Some(used) => Ok(*used),
+            None => usage_of(&self.usage, service),
+        }
+    }
+
+    fn set_usage(&mut self, service: &str, used: KvUsage) {
+        match self.usage_changes.get_mut(service) {
+            Some(entry) => *entry = used,
+            None => {
+                self.usage_changes.insert(service.to_owned(), used);
+            }
+        }
+    }
+
+    /// Writes the usage this transaction changed to the usage table.
+    fn write_usage(&mut self) -> Result<(), ApiError> {
+        for (service, used) in std::mem::take(&mut self.usage_changes) {
+            if used.keys == 0 {
+                self.usage.remove(service.as_str()).map_err(storage)?;
+            } else {
+                self.usage
+                    .insert(service.as_str(), (used.keys, used.bytes))
+                    .map_err(storage)?;
+            }
         }
         Ok(())
     }
@@ -149,10 +175,10 @@ impl Tables<'_> {
                 .remove((row.expires_at_ms, service, key))
                 .map_err(storage)?;
         }
-        let mut used = usage_of(&self.usage, service)?;
+        let mut used = self.usage_of(service)?;
         used.keys = used.keys.saturating_sub(1);
         used.bytes = used.bytes.saturating_sub(row_bytes(key, row.value_len));
-        self.set_usage(service, used)?;
+        self.set_usage(service, used);
         Ok(Some(row))
     }
 
@@ -208,14 +234,14 @@ impl Tables<'_> {
         let service: &str = &job.service;
         let new_bytes = row_bytes(key, value.len());
         let old_bytes = old.map_or(0, |old| row_bytes(key, old.value_len));
-        let mut used = usage_of(&self.usage, service)?;
+        let mut used = self.usage_of(service)?;
         if let Some(refusal) = over_quota(job.quota, used, old.is_none(), old_bytes, new_bytes) {
             // Expired rows count until they are removed: remove the oldest
             // few (of any service; all are due) and look again.
             if self.sweep_expired(now, QUOTA_SWEEP_BATCH)? == 0 {
                 return Ok(Err(refusal));
             }
-            used = usage_of(&self.usage, service)?;
+            used = self.usage_of(service)?;
             if let Some(refusal) = over_quota(job.quota, used, old.is_none(), old_bytes, new_bytes)
             {
                 return Ok(Err(refusal));
@@ -238,7 +264,7 @@ impl Tables<'_> {
             .map_err(storage)?;
         used.keys += u64::from(old.is_none());
         used.bytes = used.bytes.saturating_sub(old_bytes) + new_bytes;
-        self.set_usage(service, used)?;
+        self.set_usage(service, used);
         Ok(Ok(()))
     }
 

@@ -19,7 +19,8 @@
 //! then answers each caller. So a write acknowledged to a handler is on
 //! disk, atomic operations (`increment`, `compare-and-swap`) are atomic
 //! because exactly one thread applies writes, and a service writing as fast
-//! as it can delays another's write by at most one of its own per group.
+//! as it can delays another's write by at most one small group (at most 16
+//! of its writes).
 //!
 //! Expiry is lazy: an expired key reads as absent at once, and its row is
 //! removed by a sweep every [`SWEEP_EVERY`] (a bounded batch per

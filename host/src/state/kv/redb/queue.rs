@@ -37,12 +37,20 @@ impl FairQueue {
         self.turns.is_empty()
     }
 
-    /// Takes the next group: one write of each waiting service in turn, until
-    /// `max_jobs` writes or `max_bytes` of keys and values are taken (at
-    /// least one write, however large).
-    pub(super) fn take_group(&mut self, max_jobs: usize, max_bytes: usize) -> Vec<Job> {
+    /// Takes the next group: one write of each waiting service in turn, at
+    /// most `per_service` of each, until `max_jobs` writes or `max_bytes` of
+    /// keys and values are taken (at least one write, however large).
+    pub(super) fn take_group(
+        &mut self,
+        max_jobs: usize,
+        per_service: usize,
+        max_bytes: usize,
+    ) -> Vec<Job> {
         let mut group = Vec::new();
         let mut bytes = 0;
+        // Services that had their last turn in this group wait for the next.
+        let mut done = Vec::new();
+        let mut taken: HashMap<Arc<str>, usize> = HashMap::new();
         while group.len() < max_jobs && (group.is_empty() || bytes < max_bytes) {
             let Some(service) = self.turns.pop_front() else {
                 break;
@@ -54,14 +62,19 @@ impl FairQueue {
                 self.queues.remove(&service);
                 continue;
             };
+            let count = taken.entry(service.clone()).or_default();
+            *count += 1;
             if queue.is_empty() {
                 self.queues.remove(&service);
+            } else if *count >= per_service {
+                done.push(service);
             } else {
                 self.turns.push_back(service);
             }
             bytes += job.op.size();
             group.push(job);
         }
+        self.turns.extend(done);
         group
     }
 }
@@ -99,13 +112,13 @@ mod tests {
         }
         queue.push(job("quiet", "x"));
         // The quiet service's one write is in the first group, second.
-        let group = queue.take_group(8, usize::MAX);
+        let group = queue.take_group(8, usize::MAX, usize::MAX);
         assert_eq!(
             names(&group),
             ["busy/0", "quiet/x", "busy/1", "busy/2", "busy/3", "busy/4", "busy/5", "busy/6"]
         );
         // Each service keeps its own order.
-        let rest = queue.take_group(usize::MAX, usize::MAX);
+        let rest = queue.take_group(usize::MAX, usize::MAX, usize::MAX);
         assert_eq!(rest.len(), 1000 - 7);
         assert_eq!(names(&rest[..1]), ["busy/7"]);
         assert!(queue.is_empty());
@@ -121,8 +134,25 @@ mod tests {
             queue.push(job("b", key));
         }
         queue.push(job("c", "1"));
-        let group = queue.take_group(usize::MAX, usize::MAX);
+        let group = queue.take_group(usize::MAX, usize::MAX, usize::MAX);
         assert_eq!(names(&group), ["a/1", "b/1", "c/1", "a/2", "b/2", "a/3"]);
+    }
+
+    #[test]
+    fn a_group_takes_at_most_so_many_writes_of_one_service() {
+        let mut queue = FairQueue::default();
+        for key in ["1", "2", "3", "4", "5"] {
+            queue.push(job("busy", key));
+        }
+        queue.push(job("quiet", "1"));
+        queue.push(job("quiet", "2"));
+        let group = queue.take_group(usize::MAX, 2, usize::MAX);
+        assert_eq!(names(&group), ["busy/1", "quiet/1", "busy/2", "quiet/2"]);
+        let group = queue.take_group(usize::MAX, 2, usize::MAX);
+        assert_eq!(names(&group), ["busy/3", "busy/4"]);
+        let group = queue.take_group(usize::MAX, 2, usize::MAX);
+        assert_eq!(names(&group), ["busy/5"]);
+        assert!(queue.is_empty());
     }
 
     #[test]
@@ -139,8 +169,8 @@ mod tests {
         };
         queue.push(big("a"));
         queue.push(big("b"));
-        assert_eq!(queue.take_group(usize::MAX, 10).len(), 1);
-        assert_eq!(queue.take_group(usize::MAX, 1000).len(), 1);
-        assert!(queue.take_group(usize::MAX, 1000).is_empty());
+        assert_eq!(queue.take_group(usize::MAX, usize::MAX, 10).len(), 1);
+        assert_eq!(queue.take_group(usize::MAX, usize::MAX, 1000).len(), 1);
+        assert!(queue.take_group(usize::MAX, usize::MAX, 1000).is_empty());
     }
 }

@@ -18,6 +18,12 @@ use crate::state::kv::KvQuota;
 /// Most writes committed in one transaction.
 const MAX_GROUP: usize = 512;
 
+/// Most writes of one service in one group. Another service's write waits
+/// for the commit in progress and then for its own group's, so what bounds
+/// its latency is how much one service can put into a group: a few writes
+/// cost little more than one, while each still shares its `fsync`.
+const MAX_GROUP_PER_SERVICE: usize = 16;
+
 /// Most bytes of keys and values taken into one group (a group takes at
 /// least one write). A service writing 1 MiB values cannot make every
 /// group, and so every other service's commit, carry 512 MiB.
@@ -110,7 +116,7 @@ pub(super) fn write_loop(db: &Database, receiver: &mpsc::Receiver<Job>) {
                 }
             }
         }
-        let jobs = waiting.take_group(MAX_GROUP, MAX_GROUP_BYTES);
+        let jobs = waiting.take_group(MAX_GROUP, MAX_GROUP_PER_SERVICE, MAX_GROUP_BYTES);
         let sweep = Instant::now() >= next_sweep;
         if jobs.is_empty() && !sweep {
             continue;
