@@ -281,6 +281,8 @@ async fn connect_close_storms_and_ping_floods_leave_memory_bounded() {
 #[tokio::test]
 async fn looping_members_of_a_large_group_holds_up_no_other_service() {
     const CROWD: usize = 1500;
+    // 1500 connections take tens of MiB: no memory measurement runs meanwhile.
+    let _large = using_large_handlers().await;
     let gateway = TestGateway::start(&[
         hostile("timeout_ms = 60000"),
         ServiceSpec::new("victim").handler("probe"),
