@@ -273,3 +273,73 @@ async fn connect_close_storms_and_ping_floods_leave_memory_bounded() {
     let (_, listing) = get_json(&gateway.control_url("/push/calm")).await;
     assert_eq!(listing["connections"].as_array().unwrap().len(), 1);
 }
+
+/// A handler asking for the members of a large group over and over works
+/// under its own service's lock only: meanwhile another service connects,
+/// joins, is pushed to and broadcasts as usual. `members` answers the first
+/// 1000 ids; `members-page` reads the whole group, each id once.
+#[tokio::test]
+async fn looping_members_of_a_large_group_holds_up_no_other_service() {
+    const CROWD: usize = 1500;
+    // 1500 connections take tens of MiB: no memory measurement runs meanwhile.
+    let _large = using_large_handlers().await;
+    let gateway = TestGateway::start(&[
+        hostile("timeout_ms = 60000"),
+        ServiceSpec::new("victim").handler("probe"),
+    ])
+    .await;
+    let mut crowd = Vec::new();
+    for _ in 0..CROWD / 50 {
+        let joins = (0..50).map(|_| async {
+            let mut client = gateway.connect("hostile").await;
+            assert_eq!(ask(&mut client, "join:crowd").await, "joined");
+            client
+        });
+        crowd.extend(futures_util::future::join_all(joins).await);
+    }
+
+    let loopers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = gateway.ws_url("/ws/hostile");
+            tokio::spawn(async move {
+                let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+                ask(&mut client, "members:300:crowd").await
+            })
+        })
+        .collect();
+    // The other service, meanwhile: connects, groups, pushes, broadcasts.
+    let mut victims = Vec::new();
+    for n in 0..20 {
+        let mut client = gateway.connect("victim?join=room").await;
+        let id = connection_id(&mut client).await;
+        let (status, answer) =
+            post_push(&gateway, "victim", text_push(&id, &format!("push {n}"))).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(next_text(&mut client).await, format!("push {n}"));
+        victims.push(client);
+    }
+    assert_eq!(
+        ask(&mut victims[0], "broadcast:room:hello").await,
+        "delivered:19"
+    );
+    for victim in &mut victims[1..] {
+        assert_eq!(next_text(victim).await, "hello");
+    }
+    assert_eq!(
+        ask(&mut victims[0], "members:room")
+            .await
+            .matches(',')
+            .count(),
+        19
+    );
+
+    for looper in loopers {
+        assert_eq!(looper.await.unwrap(), "members 1000");
+    }
+    let mut reader = gateway.connect("hostile").await;
+    assert_eq!(
+        ask(&mut reader, "members-pages:300:crowd").await,
+        format!("pages 5 members {CROWD} distinct {CROWD}")
+    );
+    drop(crowd);
+}

@@ -69,6 +69,26 @@ async fn a_service_at_its_key_limit_gets_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_service_at_its_byte_limit_fails_alone_while_another_keeps_writing() {
+    let gateway =
+        TestGateway::start(&[probe("greedy").toml("kv_max_bytes = 64\n"), probe("victim")]).await;
+    let mut greedy = gateway.connect("greedy").await;
+    let mut victim = gateway.connect("victim").await;
+    // Key and value count: 1 + 62 bytes fit in 64, one more row does not.
+    let fits = format!("kv-set:k={}", "x".repeat(62));
+    assert_eq!(ask(&mut greedy, &fits).await, "result:0");
+    assert_eq!(ask(&mut greedy, "kv-set:l=xx").await, "result:2408");
+    assert_eq!(ask(&mut greedy, "kv-incr:1:n").await, "result:2408");
+    // Shrinking is allowed, and makes room.
+    assert_eq!(ask(&mut greedy, "kv-set:k=x").await, "result:0");
+    assert_eq!(ask(&mut greedy, "kv-set:l=xx").await, "result:0");
+    // The other service is not limited by the first one's bytes.
+    let large = format!("kv-set:big={}", "y".repeat(4096));
+    assert_eq!(ask(&mut victim, &large).await, "result:0");
+    assert_eq!(ask(&mut victim, "kv-get:big").await.len(), 6 + 4096);
+}
+
+#[tokio::test]
 async fn one_service_never_sees_another_services_keys_or_groups() {
     let gateway = TestGateway::start(&[probe("alpha"), probe("beta")]).await;
     let mut a = gateway.connect("alpha").await;

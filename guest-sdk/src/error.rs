@@ -97,6 +97,9 @@ impl GatewayError {
     pub const INVALID_GROUP: i32 = 2406;
     /// 2407: the connection is already in 64 groups.
     pub const TOO_MANY_GROUPS: i32 = 2407;
+    /// 2408: the write would take the service past `kv_max_bytes` bytes of
+    /// keys and values.
+    pub const BYTE_QUOTA: i32 = 2408;
 
     /// 2501: the `errNo` a host call answers when the code does not run
     /// inside a gateway, e.g. in a native unit test. The gateway uses the

@@ -34,9 +34,49 @@ pub fn leave(group: &str, connection_id: &str) -> Result<bool, GatewayError> {
     imp::leave(group, connection_id)
 }
 
-/// The connection ids in `group`, sorted (empty for an unknown group).
+/// Most ids [`members`] and one [`members_page`] answer.
+pub const MEMBERS_PAGE_MAX: u32 = 1000;
+
+/// One page of a group's members, from [`members_page`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberPage {
+    /// Connection ids in byte order.
+    pub members: Vec<String>,
+    /// Where the next page starts; `None` on the last page.
+    pub cursor: Option<String>,
+}
+
+/// The connection ids in `group`, sorted (empty for an unknown group): at
+/// most the first [`MEMBERS_PAGE_MAX`]. Read a larger group with
+/// [`members_page`] or [`all_members`].
 pub fn members(group: &str) -> Result<Vec<String>, GatewayError> {
     imp::members(group)
+}
+
+/// Up to `limit` (at most [`MEMBERS_PAGE_MAX`]) connection ids in `group`,
+/// sorted, after `cursor` (`None` for the first page, then the previous
+/// page's cursor).
+pub fn members_page(
+    group: &str,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<MemberPage, GatewayError> {
+    imp::members_page(group, cursor, limit)
+}
+
+/// Every connection id in `group`, sorted, reading page after page. A
+/// member that joins or leaves meanwhile may or may not be listed.
+pub fn all_members(group: &str) -> Result<Vec<String>, GatewayError> {
+    let mut members = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = members_page(group, cursor.as_deref(), MEMBERS_PAGE_MAX)?;
+        members.extend(page.members);
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(members),
+        }
+    }
 }
 
 /// The groups a connection is in, sorted.
@@ -58,6 +98,7 @@ pub fn broadcast_text(group: &str, text: &str, except: Option<&str>) -> Result<u
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
+    use super::MemberPage;
     use crate::bindings::wasmgate::gateway::groups;
     use crate::bindings::wasmgate::gateway::types::Payload as RawPayload;
     use crate::host::gateway_error;
@@ -73,6 +114,18 @@ mod imp {
 
     pub(super) fn members(group: &str) -> Result<Vec<String>, GatewayError> {
         groups::members(group).map_err(gateway_error)
+    }
+
+    pub(super) fn members_page(
+        group: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<MemberPage, GatewayError> {
+        let page = groups::members_page(group, cursor, limit).map_err(gateway_error)?;
+        Ok(MemberPage {
+            members: page.members,
+            cursor: page.cursor,
+        })
     }
 
     pub(super) fn groups_of(connection_id: &str) -> Result<Vec<String>, GatewayError> {
@@ -95,6 +148,7 @@ mod imp {
 /// Stand-ins for native builds: there is no gateway to hold groups.
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
+    use super::MemberPage;
     use crate::host::not_in_gateway;
     use crate::{GatewayError, Payload};
 
@@ -107,6 +161,14 @@ mod imp {
     }
 
     pub(super) fn members(_group: &str) -> Result<Vec<String>, GatewayError> {
+        Err(not_in_gateway())
+    }
+
+    pub(super) fn members_page(
+        _group: &str,
+        _cursor: Option<&str>,
+        _limit: u32,
+    ) -> Result<MemberPage, GatewayError> {
         Err(not_in_gateway())
     }
 
@@ -133,5 +195,7 @@ mod tests {
         assert_eq!(join("g", "id").unwrap_err().err_no, code);
         assert_eq!(broadcast_text("g", "hi", None).unwrap_err().err_no, code);
         assert_eq!(groups_of("id").unwrap_err().err_no, code);
+        assert_eq!(members_page("g", None, 10).unwrap_err().err_no, code);
+        assert_eq!(all_members("g").unwrap_err().err_no, code);
     }
 }

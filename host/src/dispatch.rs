@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{GatewayConfig, ServiceConfig};
 use crate::plugins::{CapPermit, PluginWatcher, Service, Services, Slot};
 use crate::protocol::{CloseCause, Role};
-use crate::state::kv::KvStore;
+use crate::state::kv::{KvQuota, KvStore};
 use crate::state::{Broker, OutboundBudget, Router};
 use crate::wasm::capture::{LogLevel, OutputSource};
 use crate::wasm::{CallError, CallSpec, Runtime, StateAccess};
@@ -242,7 +242,10 @@ impl Gateway {
             cpu: service.cpu.clone(),
             state: StateAccess {
                 kv: self.inner.kv.clone(),
-                kv_max_keys: config.kv_max_keys,
+                kv_quota: KvQuota {
+                    max_keys: config.kv_max_keys,
+                    max_bytes: config.kv_max_bytes,
+                },
                 departed_groups,
             },
         };

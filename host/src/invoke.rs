@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::config::{GatewayConfig, ServiceConfig};
 use crate::protocol::Role;
-use crate::state::kv::KvStore;
+use crate::state::kv::{KvQuota, KvStore};
 use crate::state::Recorder;
 use crate::wasm::capture::{LogLevel, OutputLine, OutputSource};
 use crate::wasm::{CallOutcome, CallSpec, HandlerModule, Runtime, StateAccess};
@@ -70,7 +70,10 @@ async fn run_once(
         prepare_next: false,
         state: StateAccess {
             kv: KvStore::in_memory()?,
-            kv_max_keys: defaults.kv_max_keys,
+            kv_quota: KvQuota {
+                max_keys: defaults.kv_max_keys,
+                max_bytes: defaults.kv_max_bytes,
+            },
             departed_groups: (role == Role::Cleanup).then(Vec::new),
         },
     };

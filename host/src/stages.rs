@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::config::{GatewayConfig, ServiceConfig};
 use crate::protocol::{self, ApiError, Payload, PushRequest, RegisterAnswer, Role};
-use crate::state::kv::KvStore;
+use crate::state::kv::{KvQuota, KvStore};
 use crate::state::{route, OutboundReceiver, QueueBounds, Router};
 use crate::wasm::{CallError, CallSpec, HandlerModule, Runtime, StateAccess};
 
@@ -155,7 +155,10 @@ impl PerEvent {
             prepare_next: true,
             state: StateAccess {
                 kv: self.kv.clone(),
-                kv_max_keys: self.config.kv_max_keys,
+                kv_quota: KvQuota {
+                    max_keys: self.config.kv_max_keys,
+                    max_bytes: self.config.kv_max_bytes,
+                },
                 departed_groups: None,
             },
         }

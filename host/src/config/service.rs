@@ -76,6 +76,9 @@ pub struct ServiceConfig {
     pub outbound_queue_bytes: usize,
     /// Keys the service may hold in the key-value store.
     pub kv_max_keys: u64,
+    /// Bytes of keys and values the service may hold in the key-value store:
+    /// the key cap alone would let 100,000 keys of 1 MiB fill a disk.
+    pub kv_max_bytes: u64,
     /// The only environment variables a handler sees. Shared, because every
     /// handler call hands it to its WASI context.
     pub env: Arc<BTreeMap<String, String>>,
@@ -83,6 +86,12 @@ pub struct ServiceConfig {
     /// default) gives every event a fresh instance.
     pub instance_reuse: u32,
 }
+
+/// Default `kv_max_bytes`: 64 MiB.
+pub const DEFAULT_KV_MAX_BYTES: u64 = 64 << 20;
+
+/// Largest `kv_max_bytes` a service may set: 1 TiB.
+pub const MAX_KV_MAX_BYTES: u64 = 1 << 40;
 
 /// Largest `instance_reuse` a service may set.
 pub const MAX_INSTANCE_REUSE: u32 = 1_000_000;
@@ -101,6 +110,7 @@ impl Default for ServiceConfig {
             outbound_queue: 1024,
             outbound_queue_bytes: 4 << 20,
             kv_max_keys: 100_000,
+            kv_max_bytes: DEFAULT_KV_MAX_BYTES,
             env: Arc::default(),
             instance_reuse: 0,
         }
@@ -121,6 +131,7 @@ struct RawServiceConfig {
     outbound_queue: Option<usize>,
     outbound_queue_bytes: Option<usize>,
     kv_max_keys: Option<u64>,
+    kv_max_bytes: Option<u64>,
     env: Option<BTreeMap<String, String>>,
     instance_reuse: Option<u32>,
 }
@@ -262,6 +273,15 @@ impl ServiceConfig {
             }
             config.kv_max_keys = n;
         }
+        if let Some(n) = raw.kv_max_bytes {
+            if n > MAX_KV_MAX_BYTES {
+                return Err(invalid(
+                    "kv_max_bytes",
+                    format!("must be at most {MAX_KV_MAX_BYTES} (1 TiB)"),
+                ));
+            }
+            config.kv_max_bytes = n;
+        }
         if let Some(env) = raw.env {
             config.env = Arc::new(env);
         }
@@ -344,6 +364,8 @@ mod tests {
             max_message_bytes = 1024
             outbound_queue = 8
             outbound_queue_bytes = 65536
+            kv_max_keys = 9
+            kv_max_bytes = 4096
             env = { GREETING = "hi" }
             instance_reuse = 100
             "#,
@@ -362,6 +384,8 @@ mod tests {
         assert_eq!(config.outbound_queue_bytes, 65536);
         let message = parse("outbound_queue_bytes = 10").unwrap_err().to_string();
         assert!(message.contains("outbound_queue_bytes"), "{message}");
+        assert_eq!(config.kv_max_keys, 9);
+        assert_eq!(config.kv_max_bytes, 4096);
         assert_eq!(config.env["GREETING"], "hi");
         assert_eq!(config.instance_reuse, 100);
     }
@@ -372,6 +396,10 @@ mod tests {
         assert!(message.contains("timeout_ms"), "{message}");
         let message = parse("memory_limit_mb = 100000").unwrap_err().to_string();
         assert!(message.contains("memory_limit_mb"), "{message}");
+        let message = parse("kv_max_bytes = 1099511627777")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("kv_max_bytes"), "{message}");
         let message = parse("colour = 3").unwrap_err().to_string();
         assert!(message.contains("colour"), "{message}");
         let message = parse("idle_timeout_s = \"soon\"").unwrap_err().to_string();

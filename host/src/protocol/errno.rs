@@ -199,6 +199,13 @@ impl ErrNo {
         StatusCode::CONFLICT,
         "connection is in as many groups as allowed",
     );
+    /// The write would take the service's keys and values past its byte
+    /// limit.
+    pub const BYTE_QUOTA: Self = row(
+        2408,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "service is at its byte limit (kv_max_bytes)",
+    );
     /// A host call that only exists inside a running gateway (the guest SDK
     /// answers it itself outside one, e.g. in a native unit test).
     pub const NO_GATEWAY: Self = row(
@@ -208,7 +215,7 @@ impl ErrNo {
     );
 
     /// Every row, in number order.
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 34] = [
         Self::OK,
         Self::MALFORMED_JSON,
         Self::MISSING_FIELD,
@@ -241,6 +248,7 @@ impl ErrNo {
         Self::STORAGE,
         Self::INVALID_GROUP,
         Self::TOO_MANY_GROUPS,
+        Self::BYTE_QUOTA,
         Self::NO_GATEWAY,
     ];
 

@@ -3,8 +3,13 @@
 //! Both directions are kept (the members of each group, the groups of each
 //! connection), so a broadcast finds its members and a connection that ends
 //! leaves all its groups without a scan. Only non-empty groups exist.
+//!
+//! Members are kept in id order, so a page of them is found from its cursor
+//! and copied, never the whole group: [`Groups::member_page`] costs the page,
+//! not the group, and plain [`Groups::member_ids`] answers the first page.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::connection::Connection;
@@ -15,6 +20,19 @@ pub const MAX_GROUP_NAME_BYTES: usize = 128;
 
 /// Most groups one connection can be in at once.
 pub const MAX_GROUPS_PER_CONNECTION: usize = 64;
+
+/// Most member ids one `members` or `members-page` call answers.
+pub const MEMBERS_PAGE_MAX: usize = 1000;
+
+/// A page of a group's member ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberPage {
+    /// Connection ids in byte order.
+    pub members: Vec<String>,
+    /// The last id of this page when more follow, to continue after;
+    /// `None` on the last page.
+    pub cursor: Option<String>,
+}
 
 /// Checks a group name against the limits.
 pub(crate) fn check_group(group: &str) -> Result<(), ApiError> {
@@ -34,7 +52,7 @@ pub(crate) fn check_group(group: &str) -> Result<(), ApiError> {
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
     /// Members of each non-empty group, by connection id.
-    members: HashMap<Arc<str>, HashMap<Arc<str>, Arc<Connection>>>,
+    members: HashMap<Arc<str>, BTreeMap<Arc<str>, Arc<Connection>>>,
     /// The groups of each connection that is in at least one.
     memberships: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
 }
@@ -108,15 +126,31 @@ impl Groups {
             .unwrap_or_default()
     }
 
-    /// The ids of the members of `group`, sorted.
+    /// The ids of the first [`MEMBERS_PAGE_MAX`] members of `group`, sorted.
     pub fn member_ids(&self, group: &str) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .members
-            .get(group)
-            .map(|members| members.keys().map(|id| id.to_string()).collect())
-            .unwrap_or_default();
-        ids.sort();
-        ids
+        self.member_page(group, None, MEMBERS_PAGE_MAX).members
+    }
+
+    /// Up to `limit` (at most [`MEMBERS_PAGE_MAX`]) ids of members of
+    /// `group` after `cursor`, sorted.
+    pub fn member_page(&self, group: &str, cursor: Option<&str>, limit: usize) -> MemberPage {
+        let Some(members) = self.members.get(group) else {
+            return MemberPage::default();
+        };
+        let limit = limit.clamp(1, MEMBERS_PAGE_MAX);
+        let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut after = members
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(id, _)| id.to_string());
+        let page: Vec<String> = after.by_ref().take(limit).collect();
+        let cursor = match after.next() {
+            Some(_) => page.last().cloned(),
+            None => None,
+        };
+        MemberPage {
+            members: page,
+            cursor,
+        }
     }
 
     /// The groups connection `id` is in.

@@ -25,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use connection::Connection;
 pub use connection::{ConnectionInfo, Outbound};
-pub use groups::{MAX_GROUPS_PER_CONNECTION, MAX_GROUP_NAME_BYTES};
+pub use groups::{MemberPage, MAX_GROUPS_PER_CONNECTION, MAX_GROUP_NAME_BYTES, MEMBERS_PAGE_MAX};
 pub use outbound::OutboundBudget;
 pub(crate) use outbound::{OutboundReceiver, QueueBounds};
 pub use recorder::Recorder;
@@ -66,8 +66,19 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// Takes live connection `id` out of `group`; whether it was in.
     async fn leave(&self, service: &str, group: &str, id: &str) -> Result<bool, ApiError>;
 
-    /// The ids of the members of `group`, sorted.
+    /// The ids of the members of `group`, sorted: at most the first
+    /// [`MEMBERS_PAGE_MAX`]; [`Broker::members_page`] reads them all.
     async fn members(&self, service: &str, group: &str) -> Result<Vec<String>, ApiError>;
+
+    /// Up to `limit` (at most [`MEMBERS_PAGE_MAX`]) ids of the members of
+    /// `group` after `cursor`, sorted, with the cursor of the next page.
+    async fn members_page(
+        &self,
+        service: &str,
+        group: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<MemberPage, ApiError>;
 
     /// The groups of live connection `id`, sorted.
     async fn groups_of(&self, service: &str, id: &str) -> Result<Vec<String>, ApiError>;

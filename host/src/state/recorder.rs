@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use super::connection::{ConnectionInfo, Outbound};
-use super::groups::check_group;
+use super::groups::{check_group, MemberPage};
 use super::Broker;
 use crate::protocol::ApiError;
 
@@ -96,6 +96,17 @@ impl Broker for Recorder {
     async fn members(&self, _service: &str, group: &str) -> Result<Vec<String>, ApiError> {
         check_group(group)?;
         Ok(Vec::new())
+    }
+
+    async fn members_page(
+        &self,
+        _service: &str,
+        group: &str,
+        _cursor: Option<&str>,
+        _limit: usize,
+    ) -> Result<MemberPage, ApiError> {
+        check_group(group)?;
+        Ok(MemberPage::default())
     }
 
     async fn groups_of(&self, _service: &str, _id: &str) -> Result<Vec<String>, ApiError> {

@@ -4,13 +4,19 @@
 //! Connections are kept per service: a lookup always names the caller's
 //! service, so an id of another service is simply "not found". A connection
 //! leaves all of its groups when it leaves the registry.
+//!
+//! Each service has its own lock (a shard). The map from service names to
+//! shards has a lock too, but it is held only to find, add or drop a shard,
+//! never while a shard is locked, so no work on one service's connections or
+//! groups (a broadcast to a large group, a listing of every connection) ever
+//! waits for, or makes wait, another service.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::connection::{Connection, ConnectionInfo, Outbound};
-use super::groups::{check_group, Groups};
+use super::groups::{check_group, Groups, MemberPage};
 use super::outbound::{OutboundBudget, OutboundReceiver, QueueBounds};
 use super::Broker;
 use crate::protocol::{ApiError, CloseCause, ErrNo};
@@ -21,6 +27,9 @@ struct ServiceConnections {
     /// Connections by id.
     connections: HashMap<Arc<str>, Arc<Connection>>,
     groups: Groups,
+    /// Set when the shard was emptied and is being dropped from the map: a
+    /// caller that found it just before must look the service up again.
+    retired: bool,
 }
 
 impl ServiceConnections {
@@ -35,11 +44,24 @@ impl ServiceConnections {
     }
 }
 
+/// One service's connections behind its own lock. A std mutex: every
+/// critical section is map work, never an await.
+#[derive(Debug, Default)]
+struct Shard(Mutex<ServiceConnections>);
+
+impl Shard {
+    fn lock(&self) -> MutexGuard<'_, ServiceConnections> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The registry of this node's connections, by service. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    // A std mutex: every critical section is a map operation, never an await.
-    services: Arc<Mutex<HashMap<Arc<str>, ServiceConnections>>>,
+    /// Service name → its shard. A read lock finds a shard; the write lock
+    /// adds or drops one (a service's first connection, its last leaving).
+    /// Neither is ever held while a shard is locked.
+    services: Arc<RwLock<HashMap<Arc<str>, Arc<Shard>>>>,
     /// Bytes queued for clients, every connection of every service
     /// together, and the most there may be (`--outbound-budget-mb`).
     budget: OutboundBudget,
@@ -65,8 +87,38 @@ impl Router {
         &self.budget
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, ServiceConnections>> {
-        self.services.lock().unwrap_or_else(|e| e.into_inner())
+    /// The shard of `service`, if it has one.
+    fn shard(&self, service: &str) -> Option<Arc<Shard>> {
+        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+        services.get(service).cloned()
+    }
+
+    /// The shard of `service`, added if it has none (or only a retired one).
+    fn shard_or_new(&self, service: &Arc<str>) -> Arc<Shard> {
+        if let Some(shard) = self.shard(service) {
+            return shard;
+        }
+        let mut services = self.services.write().unwrap_or_else(|e| e.into_inner());
+        services.entry(service.clone()).or_default().clone()
+    }
+
+    /// Drops `shard` from the map, if it is still the service's shard.
+    fn drop_shard(&self, service: &str, shard: &Arc<Shard>) {
+        let mut services = self.services.write().unwrap_or_else(|e| e.into_inner());
+        if services
+            .get(service)
+            .is_some_and(|current| Arc::ptr_eq(current, shard))
+        {
+            services.remove(service);
+        }
+    }
+
+    /// Runs `read` on the connections of `service` (none: an empty set).
+    fn with<T>(&self, service: &str, read: impl FnOnce(&ServiceConnections) -> T) -> T {
+        match self.shard(service) {
+            Some(shard) => read(&shard.lock()),
+            None => read(&ServiceConnections::default()),
+        }
     }
 
     /// Reserves a new connection of `service` whose queue holds at most
@@ -80,27 +132,35 @@ impl Router {
     ) -> Result<Reservation, ApiError> {
         let (connection, outbound) = Connection::new(service, source_ip, queue, &self.budget);
         let connection = Arc::new(connection);
-        let mut services = self.lock();
-        let state = services.entry(service.clone()).or_default();
-        if state.connections.len() >= max_connections {
-            return Err(ErrNo::TOO_MANY_CONNECTIONS.with(max_connections));
+        loop {
+            let shard = self.shard_or_new(service);
+            let mut state = shard.lock();
+            if state.retired {
+                // Emptied by the last connection's removal just now.
+                drop(state);
+                self.drop_shard(service, &shard);
+                continue;
+            }
+            if state.connections.len() >= max_connections {
+                return Err(ErrNo::TOO_MANY_CONNECTIONS.with(max_connections));
+            }
+            state
+                .connections
+                .insert(connection.id.clone(), connection.clone());
+            return Ok(Reservation {
+                connection,
+                outbound,
+            });
         }
-        state
-            .connections
-            .insert(connection.id.clone(), connection.clone());
-        Ok(Reservation {
-            connection,
-            outbound,
-        })
     }
 
     /// Removes a connection, and takes it out of every group; later pushes
     /// to it are "not found". Returns the groups it was in.
     pub(crate) fn remove(&self, connection: &Connection) -> Vec<Arc<str>> {
-        let mut services = self.lock();
-        let Some(state) = services.get_mut(&connection.service) else {
+        let Some(shard) = self.shard(&connection.service) else {
             return Vec::new();
         };
+        let mut state = shard.lock();
         let groups = match state.connections.get(&connection.id) {
             // Only the connection itself, not a later one that reused the id.
             Some(current) if std::ptr::eq(&**current, connection) => {
@@ -109,19 +169,19 @@ impl Router {
             }
             _ => Vec::new(),
         };
-        if state.connections.is_empty() {
-            services.remove(&connection.service);
+        let emptied = state.connections.is_empty() && !state.retired;
+        if emptied {
+            state.retired = true;
+        }
+        drop(state);
+        if emptied {
+            self.drop_shard(&connection.service, &shard);
         }
         groups
     }
 
     fn find(&self, service: &str, id: &str) -> Result<Arc<Connection>, ApiError> {
-        let services = self.lock();
-        services
-            .get(service)
-            .and_then(|state| state.connections.get(id))
-            .cloned()
-            .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))
+        self.with(service, |state| state.connection(id).cloned())
     }
 
     /// Queues `message` for one connection of `service`.
@@ -146,11 +206,7 @@ impl Router {
         except: Option<&str>,
     ) -> Result<usize, ApiError> {
         check_group(group)?;
-        let members = self
-            .lock()
-            .get(service)
-            .map(|state| state.groups.members(group, except))
-            .unwrap_or_default();
+        let members = self.with(service, |state| state.groups.members(group, except));
         // Sending wakes the members' writers; do it outside the lock.
         Ok(members
             .iter()
@@ -161,10 +217,10 @@ impl Router {
     /// Adds a live connection of `service` to `group`.
     pub fn join(&self, service: &str, group: &str, id: &str) -> Result<(), ApiError> {
         check_group(group)?;
-        let mut services = self.lock();
-        let state = services
-            .get_mut(service)
+        let shard = self
+            .shard(service)
             .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
+        let mut state = shard.lock();
         let connection = state.connection(id)?.clone();
         state.groups.join(group, &connection)
     }
@@ -172,82 +228,87 @@ impl Router {
     /// Takes a live connection of `service` out of `group`; whether it was in.
     pub fn leave(&self, service: &str, group: &str, id: &str) -> Result<bool, ApiError> {
         check_group(group)?;
-        let mut services = self.lock();
-        let state = services
-            .get_mut(service)
+        let shard = self
+            .shard(service)
             .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
+        let mut state = shard.lock();
         state.connection(id)?;
         Ok(state.groups.leave(group, id))
     }
 
-    /// The ids of the members of `group`, sorted.
+    /// The ids of the first [`MEMBERS_PAGE_MAX`](super::MEMBERS_PAGE_MAX)
+    /// members of `group`, sorted.
     pub fn members(&self, service: &str, group: &str) -> Result<Vec<String>, ApiError> {
         check_group(group)?;
-        Ok(self
-            .lock()
-            .get(service)
-            .map(|state| state.groups.member_ids(group))
-            .unwrap_or_default())
+        Ok(self.with(service, |state| state.groups.member_ids(group)))
+    }
+
+    /// Up to `limit` members of `group` after `cursor`, sorted.
+    pub fn members_page(
+        &self,
+        service: &str,
+        group: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<MemberPage, ApiError> {
+        check_group(group)?;
+        Ok(self.with(service, |state| {
+            state.groups.member_page(group, cursor, limit)
+        }))
     }
 
     /// The groups of a live connection of `service`, sorted.
     pub fn groups_of(&self, service: &str, id: &str) -> Result<Vec<String>, ApiError> {
-        let services = self.lock();
-        let state = services
-            .get(service)
-            .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
-        state.connection(id)?;
-        Ok(state
-            .groups
-            .of(id)
-            .map(|groups| groups.iter().map(|g| g.to_string()).collect())
-            .unwrap_or_default())
+        self.with(service, |state| {
+            state.connection(id)?;
+            Ok(state
+                .groups
+                .of(id)
+                .map(|groups| groups.iter().map(|g| g.to_string()).collect())
+                .unwrap_or_default())
+        })
     }
 
     /// Number of groups with at least one member, per service.
     pub fn group_count(&self, service: &str) -> usize {
-        self.lock()
-            .get(service)
-            .map_or(0, |state| state.groups.len())
+        self.with(service, |state| state.groups.len())
     }
 
     /// Live connections of a service, oldest first.
     pub fn list(&self, service: &str) -> Vec<ConnectionInfo> {
-        let mut list: Vec<_> = self
-            .lock()
-            .get(service)
-            .map(|state| state.connections.values().map(|c| state.info(c)).collect())
-            .unwrap_or_default();
+        let mut list: Vec<_> = self.with(service, |state| {
+            state.connections.values().map(|c| state.info(c)).collect()
+        });
         list.sort_by_key(|c| c.connected_at);
         list
     }
 
     /// One connection of a service.
     pub fn info(&self, service: &str, id: &str) -> Result<ConnectionInfo, ApiError> {
-        let services = self.lock();
-        let state = services
-            .get(service)
-            .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
-        Ok(state.info(state.connection(id)?))
+        self.with(service, |state| Ok(state.info(state.connection(id)?)))
     }
 
     /// Number of connections of a service.
     pub fn count(&self, service: &str) -> usize {
-        self.lock()
-            .get(service)
-            .map_or(0, |state| state.connections.len())
+        self.with(service, |state| state.connections.len())
     }
 
     /// Asks every connection of every service (or of one) to close.
     pub(crate) fn close_all(&self, service: Option<&str>, cause: CloseCause) {
-        let targets: Vec<Arc<Connection>> = self
-            .lock()
-            .iter()
-            .filter(|(name, _)| service.is_none_or(|s| s == &***name))
-            .flat_map(|(_, state)| state.connections.values().cloned())
-            .collect();
-        for connection in targets {
-            connection.close(cause);
+        let shards: Vec<Arc<Shard>> = {
+            let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+            services
+                .iter()
+                .filter(|(name, _)| service.is_none_or(|s| s == &***name))
+                .map(|(_, shard)| shard.clone())
+                .collect()
+        };
+        for shard in shards {
+            let targets: Vec<Arc<Connection>> =
+                shard.lock().connections.values().cloned().collect();
+            for connection in targets {
+                connection.close(cause);
+            }
         }
     }
 }
@@ -284,6 +345,16 @@ impl Broker for Router {
 
     async fn members(&self, service: &str, group: &str) -> Result<Vec<String>, ApiError> {
         Router::members(self, service, group)
+    }
+
+    async fn members_page(
+        &self,
+        service: &str,
+        group: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<MemberPage, ApiError> {
+        Router::members_page(self, service, group, cursor, limit)
     }
 
     async fn groups_of(&self, service: &str, id: &str) -> Result<Vec<String>, ApiError> {
@@ -482,5 +553,116 @@ mod tests {
         // Joining a group again is fine; a new one is not.
         router.join("svc", "g0", &id).unwrap();
         assert_eq!(router.join("svc", "one-more", &id).unwrap_err().code, 2407);
+    }
+
+    #[test]
+    fn members_are_capped_and_read_in_pages() {
+        use crate::state::MEMBERS_PAGE_MAX;
+        let router = Router::default();
+        let svc: Arc<str> = "svc".into();
+        let crowd: Vec<_> = (0..2500)
+            .map(|_| router.reserve(&svc, ip(), bounds(1), 10_000).unwrap())
+            .collect();
+        for member in &crowd {
+            router.join("svc", "all", &member.connection.id).unwrap();
+        }
+        let mut everyone: Vec<String> = crowd.iter().map(|m| m.connection.id.to_string()).collect();
+        everyone.sort();
+        // Plain `members` answers the first page only.
+        let first = router.members("svc", "all").unwrap();
+        assert_eq!(first, everyone[..MEMBERS_PAGE_MAX]);
+        // Pages walk the whole group once, in order.
+        let mut walked = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = router
+                .members_page("svc", "all", cursor.as_deref(), 700)
+                .unwrap();
+            assert!(page.members.len() <= 700);
+            walked.extend(page.members);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(walked, everyone);
+        // A limit above the cap is the cap; 0 is one.
+        let page = router.members_page("svc", "all", None, 1 << 20).unwrap();
+        assert_eq!(page.members.len(), MEMBERS_PAGE_MAX);
+        let page = router.members_page("svc", "all", None, 0).unwrap();
+        assert_eq!(page.members, everyone[..1]);
+        assert_eq!(page.cursor.as_deref(), Some(everyone[0].as_str()));
+        // The last page, and a group that does not exist, have no cursor.
+        let last = router
+            .members_page("svc", "all", Some(&everyone[2498]), 10)
+            .unwrap();
+        assert_eq!(
+            (last.members, last.cursor),
+            (vec![everyone[2499].clone()], None)
+        );
+        assert_eq!(
+            router.members_page("svc", "none", None, 10).unwrap(),
+            MemberPage::default()
+        );
+        assert_eq!(
+            router.members_page("other", "all", None, 10).unwrap(),
+            MemberPage::default()
+        );
+    }
+
+    /// While one service's shard is locked (as during a broadcast to a huge
+    /// group), every operation of another service completes. With one lock
+    /// for all services, the other thread would wait forever.
+    #[test]
+    fn a_locked_service_holds_up_no_other() {
+        let router = Router::default();
+        let busy: Arc<str> = "busy".into();
+        let _busy_connection = router.reserve(&busy, ip(), bounds(1), 10).unwrap();
+        let shard = router.shard("busy").unwrap();
+        let held = shard.lock();
+        let (done, finished) = std::sync::mpsc::channel();
+        let other = router.clone();
+        std::thread::spawn(move || {
+            let quiet: Arc<str> = "quiet".into();
+            let mut reservation = other.reserve(&quiet, ip(), bounds(4), 10).unwrap();
+            let id = reservation.connection.id.to_string();
+            other.join("quiet", "room", &id).unwrap();
+            other
+                .deliver("quiet", &id, Outbound::Text("hi".into()))
+                .unwrap();
+            let reached = other
+                .broadcast("quiet", "room", Outbound::Text("all".into()), None)
+                .unwrap();
+            let members = other.members_page("quiet", "room", None, 10).unwrap();
+            let listed = other.list("quiet").len();
+            other.remove(&reservation.connection);
+            let got = [
+                reservation.outbound.try_recv().is_ok(),
+                reservation.outbound.try_recv().is_ok(),
+            ];
+            done.send((reached, members.members.len(), listed, got))
+                .unwrap();
+        });
+        // A hang guard, not a timing claim: the other service does not wait.
+        let answer = finished.recv_timeout(std::time::Duration::from_secs(60));
+        drop(held);
+        assert_eq!(answer.unwrap(), (1, 1, 1, [true, true]));
+    }
+
+    #[test]
+    fn a_service_whose_last_connection_left_starts_afresh() {
+        let router = Router::default();
+        let svc: Arc<str> = "svc".into();
+        let first = router.reserve(&svc, ip(), bounds(1), 1).unwrap();
+        router.join("svc", "g", &first.connection.id).unwrap();
+        router.remove(&first.connection);
+        assert!(router.shard("svc").is_none());
+        let second = router.reserve(&svc, ip(), bounds(1), 1).unwrap();
+        router.join("svc", "g", &second.connection.id).unwrap();
+        assert_eq!(
+            router.members("svc", "g").unwrap(),
+            [second.connection.id.to_string()]
+        );
+        assert_eq!(router.count("svc"), 1);
     }
 }

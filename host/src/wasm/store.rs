@@ -11,7 +11,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capture::{escape_for_log, Capture, LineBudget, OutputLine, OutputSource};
-use crate::state::kv::KvStore;
+use crate::state::kv::{KvQuota, KvStore};
 use crate::state::Broker;
 
 /// Table elements a call may reach (function tables of large guests such as
@@ -23,8 +23,8 @@ pub(crate) const TABLE_ELEMENT_LIMIT: usize = 200_000;
 pub(crate) struct StateAccess {
     /// The key-value store (the service's own keys only).
     pub kv: KvStore,
-    /// The service's `kv_max_keys`.
-    pub kv_max_keys: u64,
+    /// The service's `kv_max_keys` and `kv_max_bytes`.
+    pub kv_quota: KvQuota,
     /// For cleanup: the groups the connection was in when it ended.
     pub departed_groups: Option<Vec<Arc<str>>>,
 }

@@ -2,8 +2,9 @@
 //! handler world.
 //!
 //! [`KvStore`] is what handlers reach: it checks the limits every backend
-//! shares (key and value sizes, the service's key quota is passed down) and
-//! hands the operation to a [`KvBackend`]. The first backend is redb
+//! shares (key and value sizes; the service's [`KvQuota`] of keys and bytes
+//! is passed down, to be enforced where the write is applied) and hands the
+//! operation to a [`KvBackend`]. The first backend is redb
 //! ([`redb`]), embedded in the gateway's process; a backend shared by
 //! several gateway nodes (Redis) implements the same trait.
 //!
@@ -40,6 +41,33 @@ pub struct KeyPage {
     pub cursor: Option<String>,
 }
 
+/// What a service may hold in the store, from its `kv_max_keys` and
+/// `kv_max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    /// Most rows.
+    pub max_keys: u64,
+    /// Most bytes of keys and values together.
+    pub max_bytes: u64,
+}
+
+impl KvQuota {
+    /// No limit: for tests and tools that hold the whole store.
+    pub const UNLIMITED: Self = Self {
+        max_keys: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+}
+
+/// What a service holds in the store, as counted by the store itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvUsage {
+    /// Rows (expired ones count until they are removed).
+    pub keys: u64,
+    /// Bytes of keys and values of those rows.
+    pub bytes: u64,
+}
+
 /// Where a service's rows are stored. Keys and values reaching a backend
 /// have been checked against [`MAX_KEY_BYTES`] and [`MAX_VALUE_BYTES`].
 ///
@@ -47,7 +75,8 @@ pub struct KeyPage {
 /// promises; `increment` and `compare_and_swap` are atomic against every
 /// other write of the same key; an expired key reads as absent at once;
 /// a new row is refused with errNo 2403 when the service already holds
-/// `max_keys` live rows.
+/// `max_keys` rows, and a write that would take its keys and values past
+/// `max_bytes` with errNo 2408. Both are counted, never found by a scan.
 #[async_trait::async_trait]
 pub trait KvBackend: Send + Sync + std::fmt::Debug {
     /// The value of `key`, if present and not expired.
@@ -65,15 +94,15 @@ pub trait KvBackend: Send + Sync + std::fmt::Debug {
         cursor: Option<&str>,
     ) -> Result<KeyPage, ApiError>;
 
-    /// Number of rows the service holds (expired ones may count until
+    /// Rows and bytes the service holds (expired rows may count until
     /// they are removed).
-    async fn count(&self, service: &str) -> Result<u64, ApiError>;
+    async fn usage(&self, service: &str) -> Result<KvUsage, ApiError>;
 
     /// Sets `key`, with an optional time to live.
     async fn set(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         key: String,
         value: Vec<u8>,
         ttl: Option<Duration>,
@@ -87,7 +116,7 @@ pub trait KvBackend: Send + Sync + std::fmt::Debug {
     async fn increment(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         key: String,
         delta: i64,
     ) -> Result<i64, ApiError>;
@@ -97,7 +126,7 @@ pub trait KvBackend: Send + Sync + std::fmt::Debug {
     async fn compare_and_swap(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         key: String,
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
@@ -172,23 +201,23 @@ impl KvStore {
         self.backend.list_keys(service, prefix, cursor).await
     }
 
-    /// Number of rows `service` holds (expired ones until they are removed).
-    pub async fn count(&self, service: &str) -> Result<u64, ApiError> {
-        self.backend.count(service).await
+    /// Rows and bytes `service` holds (expired rows until they are removed).
+    pub async fn usage(&self, service: &str) -> Result<KvUsage, ApiError> {
+        self.backend.usage(service).await
     }
 
     /// Sets `key`, with an optional time to live; returns once durable.
     pub async fn set(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         key: String,
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<(), ApiError> {
         check_key(&key)?;
         check_value(&value)?;
-        self.backend.set(service, max_keys, key, value, ttl).await
+        self.backend.set(service, quota, key, value, ttl).await
     }
 
     /// Removes `key`; whether it existed (and had not expired).
@@ -201,19 +230,19 @@ impl KvStore {
     pub async fn increment(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         key: String,
         delta: i64,
     ) -> Result<i64, ApiError> {
         check_key(&key)?;
-        self.backend.increment(service, max_keys, key, delta).await
+        self.backend.increment(service, quota, key, delta).await
     }
 
     /// Sets `key` to `value` if it currently holds `expected`.
     pub async fn compare_and_swap(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         key: String,
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
@@ -221,7 +250,7 @@ impl KvStore {
         check_key(&key)?;
         check_value(&value)?;
         self.backend
-            .compare_and_swap(service, max_keys, key, expected, value)
+            .compare_and_swap(service, quota, key, expected, value)
             .await
     }
 }

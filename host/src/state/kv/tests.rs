@@ -8,14 +8,22 @@ fn svc(name: &str) -> Arc<str> {
     name.into()
 }
 
+/// A quota of `max_keys` keys and no byte limit.
+fn keys(max_keys: u64) -> KvQuota {
+    KvQuota {
+        max_keys,
+        ..KvQuota::UNLIMITED
+    }
+}
+
 #[tokio::test]
 async fn set_get_delete_and_namespaces() {
     let kv = KvStore::in_memory().unwrap();
     let (a, b) = (svc("a"), svc("b"));
-    kv.set(&a, 10, "k".into(), b"1".to_vec(), None)
+    kv.set(&a, keys(10), "k".into(), b"1".to_vec(), None)
         .await
         .unwrap();
-    kv.set(&b, 10, "k".into(), b"2".to_vec(), None)
+    kv.set(&b, keys(10), "k".into(), b"2".to_vec(), None)
         .await
         .unwrap();
     assert_eq!(kv.get("a", "k").await.unwrap().as_deref(), Some(&b"1"[..]));
@@ -27,8 +35,8 @@ async fn set_get_delete_and_namespaces() {
     assert!(!kv.delete(&a, "k".into()).await.unwrap());
     assert_eq!(kv.get("a", "k").await.unwrap(), None);
     assert_eq!(kv.get("b", "k").await.unwrap().as_deref(), Some(&b"2"[..]));
-    assert_eq!(kv.count("a").await.unwrap(), 0);
-    assert_eq!(kv.count("b").await.unwrap(), 1);
+    assert_eq!(kv.usage("a").await.unwrap(), KvUsage::default());
+    assert_eq!(kv.usage("b").await.unwrap(), KvUsage { keys: 1, bytes: 2 });
 }
 
 #[tokio::test]
@@ -36,14 +44,14 @@ async fn lists_by_prefix_in_pages_within_the_service() {
     let kv = KvStore::in_memory().unwrap();
     let a = svc("a");
     for i in 0..(LIST_PAGE_KEYS + 5) {
-        kv.set(&a, u64::MAX, format!("user/{i:05}"), vec![], None)
+        kv.set(&a, keys(u64::MAX), format!("user/{i:05}"), vec![], None)
             .await
             .unwrap();
     }
-    kv.set(&a, u64::MAX, "users".into(), vec![], None)
+    kv.set(&a, keys(u64::MAX), "users".into(), vec![], None)
         .await
         .unwrap();
-    kv.set(&svc("a2"), 9, "user/x".into(), vec![], None)
+    kv.set(&svc("a2"), keys(9), "user/x".into(), vec![], None)
         .await
         .unwrap();
     let first = kv.list_keys("a", "user/", None).await.unwrap();
@@ -65,7 +73,7 @@ async fn counters_and_compare_and_swap_are_atomic() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let (kv, a) = (kv.clone(), a.clone());
-            tokio::spawn(async move { kv.increment(&a, 10, "n".into(), 2).await.unwrap() })
+            tokio::spawn(async move { kv.increment(&a, keys(10), "n".into(), 2).await.unwrap() })
         })
         .collect();
     for task in tasks {
@@ -75,23 +83,26 @@ async fn counters_and_compare_and_swap_are_atomic() {
         kv.get("a", "n").await.unwrap().as_deref(),
         Some(&b"100"[..])
     );
-    kv.set(&a, 10, "s".into(), b"x".to_vec(), None)
+    kv.set(&a, keys(10), "s".into(), b"x".to_vec(), None)
         .await
         .unwrap();
     assert_eq!(
-        kv.increment(&a, 10, "s".into(), 1).await.unwrap_err().code,
+        kv.increment(&a, keys(10), "s".into(), 1)
+            .await
+            .unwrap_err()
+            .code,
         2404
     );
     assert!(!kv
-        .compare_and_swap(&a, 10, "s".into(), None, b"y".to_vec())
+        .compare_and_swap(&a, keys(10), "s".into(), None, b"y".to_vec())
         .await
         .unwrap());
     assert!(kv
-        .compare_and_swap(&a, 10, "s".into(), Some(b"x".to_vec()), b"y".to_vec())
+        .compare_and_swap(&a, keys(10), "s".into(), Some(b"x".to_vec()), b"y".to_vec())
         .await
         .unwrap());
     assert!(kv
-        .compare_and_swap(&a, 10, "new".into(), None, b"1".to_vec())
+        .compare_and_swap(&a, keys(10), "new".into(), None, b"1".to_vec())
         .await
         .unwrap());
 }
@@ -102,18 +113,18 @@ async fn expiry_limits_and_quota() {
     let a = svc("a");
     kv.set(
         &a,
-        2,
+        keys(2),
         "t".into(),
         b"v".to_vec(),
         Some(Duration::from_millis(30)),
     )
     .await
     .unwrap();
-    kv.set(&a, 2, "u".into(), b"v".to_vec(), None)
+    kv.set(&a, keys(2), "u".into(), b"v".to_vec(), None)
         .await
         .unwrap();
     assert_eq!(
-        kv.set(&a, 2, "w".into(), vec![], None)
+        kv.set(&a, keys(2), "w".into(), vec![], None)
             .await
             .unwrap_err()
             .code,
@@ -124,24 +135,24 @@ async fn expiry_limits_and_quota() {
     assert_eq!(kv.get("a", "t").await.unwrap(), None);
     assert!(!kv.exists("a", "t").await.unwrap());
     // The expired row is swept to make room.
-    kv.set(&a, 2, "w".into(), vec![], None).await.unwrap();
-    assert_eq!(kv.count("a").await.unwrap(), 2);
+    kv.set(&a, keys(2), "w".into(), vec![], None).await.unwrap();
+    assert_eq!(kv.usage("a").await.unwrap().keys, 2);
     assert_eq!(
-        kv.set(&a, 2, String::new(), vec![], None)
+        kv.set(&a, keys(2), String::new(), vec![], None)
             .await
             .unwrap_err()
             .code,
         2401
     );
     assert_eq!(
-        kv.set(&a, 2, "k".repeat(MAX_KEY_BYTES + 1), vec![], None)
+        kv.set(&a, keys(2), "k".repeat(MAX_KEY_BYTES + 1), vec![], None)
             .await
             .unwrap_err()
             .code,
         2401
     );
     assert_eq!(
-        kv.set(&a, 2, "u".into(), vec![0; MAX_VALUE_BYTES + 1], None)
+        kv.set(&a, keys(2), "u".into(), vec![0; MAX_VALUE_BYTES + 1], None)
             .await
             .unwrap_err()
             .code,
@@ -156,7 +167,7 @@ async fn survives_reopening() {
     let _ = std::fs::remove_dir_all(&dir);
     {
         let kv = KvStore::open(&path).unwrap();
-        kv.set(&svc("a"), 10, "k".into(), b"kept".to_vec(), None)
+        kv.set(&svc("a"), keys(10), "k".into(), b"kept".to_vec(), None)
             .await
             .unwrap();
     }
@@ -177,4 +188,108 @@ async fn survives_reopening() {
         Some(&b"kept"[..])
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn usage_counts_keys_and_bytes_through_every_kind_of_write() {
+    let kv = KvStore::in_memory().unwrap();
+    let a = svc("a");
+    let usage = || async { kv.usage("a").await.unwrap() };
+    kv.set(&a, keys(10), "k".into(), b"12345".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(usage().await, KvUsage { keys: 1, bytes: 6 });
+    // Replacing counts the new value instead of the old one.
+    kv.set(&a, keys(10), "k".into(), b"12".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(usage().await, KvUsage { keys: 1, bytes: 3 });
+    kv.increment(&a, keys(10), "n".into(), 100).await.unwrap();
+    assert_eq!(usage().await, KvUsage { keys: 2, bytes: 7 });
+    kv.compare_and_swap(&a, keys(10), "n".into(), Some(b"100".to_vec()), vec![])
+        .await
+        .unwrap();
+    assert_eq!(usage().await, KvUsage { keys: 2, bytes: 4 });
+    assert!(kv.delete(&a, "k".into()).await.unwrap());
+    assert_eq!(usage().await, KvUsage { keys: 1, bytes: 1 });
+    assert!(kv.delete(&a, "n".into()).await.unwrap());
+    assert_eq!(usage().await, KvUsage::default());
+}
+
+#[tokio::test]
+async fn a_service_at_its_byte_limit_fails_alone() {
+    let kv = KvStore::in_memory().unwrap();
+    let (attacker, victim) = (svc("attacker"), svc("victim"));
+    let small = KvQuota {
+        max_keys: 1000,
+        max_bytes: 100,
+    };
+    // 10 bytes a row (key "kNN" + 7-byte value): ten fit, the eleventh not.
+    for n in 0..10 {
+        kv.set(&attacker, small, format!("k{n:02}"), vec![0; 7], None)
+            .await
+            .unwrap();
+    }
+    let refused = kv
+        .set(&attacker, small, "k10".into(), vec![0; 7], None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, 2408, "{refused:?}");
+    // Growing an existing row is refused too; shrinking is not.
+    let grow = kv.set(&attacker, small, "k00".into(), vec![0; 8], None);
+    assert_eq!(grow.await.unwrap_err().code, 2408);
+    kv.set(&attacker, small, "k00".into(), vec![0; 2], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.increment(&attacker, small, "c".into(), 1).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        kv.usage("attacker").await.unwrap(),
+        KvUsage {
+            keys: 11,
+            bytes: 95 + 2
+        }
+    );
+    // The other service writes as much as its own quota allows.
+    for n in 0..50 {
+        kv.set(&victim, keys(1000), format!("v{n}"), vec![1; 1000], None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(kv.usage("victim").await.unwrap().keys, 50);
+    assert!(kv.exists("victim", "v49").await.unwrap());
+}
+
+/// A service hammering the store at its key cap, with many writes in flight
+/// at once, fails every new key; another service's writes all succeed.
+#[tokio::test]
+async fn a_service_hammering_at_its_key_cap_fails_alone() {
+    let kv = KvStore::in_memory().unwrap();
+    let (attacker, victim) = (svc("attacker"), svc("victim"));
+    for n in 0..100 {
+        kv.set(&attacker, keys(100), format!("k{n}"), vec![0; 100], None)
+            .await
+            .unwrap();
+    }
+    let hammer: Vec<_> = (0..500)
+        .map(|n| {
+            let (kv, attacker) = (kv.clone(), attacker.clone());
+            tokio::spawn(async move {
+                kv.set(&attacker, keys(100), format!("new{n}"), vec![0; 100], None)
+                    .await
+            })
+        })
+        .collect();
+    for n in 0..20 {
+        kv.set(&victim, keys(100), format!("v{n}"), b"ok".to_vec(), None)
+            .await
+            .unwrap();
+    }
+    for write in hammer {
+        assert_eq!(write.await.unwrap().unwrap_err().code, 2403);
+    }
+    assert_eq!(kv.usage("attacker").await.unwrap().keys, 100);
+    assert_eq!(kv.usage("victim").await.unwrap().keys, 20);
 }

@@ -1,7 +1,7 @@
 //! `wasmgate:gateway/groups`: named sets of the calling service's
 //! connections, and broadcast to them through the one routing function.
 
-use super::bindings::wasmgate::gateway::groups::Host;
+use super::bindings::wasmgate::gateway::groups::{Host, MemberPage};
 use super::{to_payload, to_wit_error, wit};
 use crate::protocol::PushRequest;
 use crate::state::route;
@@ -35,6 +35,24 @@ impl Host for EventState {
             .members(&self.service, &group)
             .await
             .map_err(to_wit_error)
+    }
+
+    async fn members_page(
+        &mut self,
+        group: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<MemberPage, wit::GatewayError> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let page = self
+            .broker
+            .members_page(&self.service, &group, cursor.as_deref(), limit)
+            .await
+            .map_err(to_wit_error)?;
+        Ok(MemberPage {
+            members: page.members,
+            cursor: page.cursor,
+        })
     }
 
     async fn groups_of(&mut self, connection_id: String) -> Result<Vec<String>, wit::GatewayError> {

@@ -26,7 +26,7 @@ impl Host for EventState {
         let ttl = ttl_ms.map(Duration::from_millis);
         self.state
             .kv
-            .set(&self.service, self.state.kv_max_keys, key, value, ttl)
+            .set(&self.service, self.state.kv_quota, key, value, ttl)
             .await
             .map_err(to_wit_error)
     }
@@ -67,7 +67,7 @@ impl Host for EventState {
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, wit::GatewayError> {
         self.state
             .kv
-            .increment(&self.service, self.state.kv_max_keys, key, delta)
+            .increment(&self.service, self.state.kv_quota, key, delta)
             .await
             .map_err(to_wit_error)
     }
@@ -80,7 +80,7 @@ impl Host for EventState {
     ) -> Result<bool, wit::GatewayError> {
         self.state
             .kv
-            .compare_and_swap(&self.service, self.state.kv_max_keys, key, expected, value)
+            .compare_and_swap(&self.service, self.state.kv_quota, key, expected, value)
             .await
             .map_err(to_wit_error)
     }

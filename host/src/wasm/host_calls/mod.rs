@@ -35,6 +35,7 @@ pub(crate) mod bindings {
             "wasmgate:gateway/groups.join": async,
             "wasmgate:gateway/groups.leave": async,
             "wasmgate:gateway/groups.members": async,
+            "wasmgate:gateway/groups.members-page": async,
             "wasmgate:gateway/groups.groups-of": async,
             "wasmgate:gateway/groups.broadcast": async,
         },

@@ -15,6 +15,9 @@
 //! | `log-flood:<n>` | calls `log(info, "")` `n` times, then pushes `logged <n>` |
 //! | `newlines` | writes 64 KiB of newlines to stdout, then pushes `printed` |
 //! | `forge:<mark>` | writes `<mark>` after a forged line break (`\n`, `\r`, ESC, U+2028) naming service `hc-forge-target` to the log, to stdout and to stderr, then fails with an error string that does the same, 100 KiB long |
+//! | `join:<group>` | joins its own connection to `<group>`, pushes back `joined` |
+//! | `members:<n>:<group>` | asks for the members of `<group>` `n` times in a row, pushes back `members <ids in the last answer>` |
+//! | `members-pages:<limit>:<group>` | reads every member of `<group>` with `members-page`, `limit` a page, pushes back `pages <pages> members <ids> distinct <distinct ids>` |
 //! | anything else | pushes it back unchanged |
 //!
 //! Every call logs `transfer <message prefix>` first, so tests can count calls.
@@ -88,6 +91,47 @@ impl Handler for Hostile {
                 )))
             }
             _ => {
+                if let Some(group) = text.strip_prefix("join:") {
+                    wasmgate_guest::groups::join(group, me)?;
+                    return Ok(wasmgate_guest::push_text(me, "joined")?);
+                }
+                if let Some(rest) = text.strip_prefix("members:") {
+                    let (times, group) = rest.split_once(':').unwrap_or(("1", rest));
+                    let times: u64 = times
+                        .parse()
+                        .map_err(|_| HandlerError::from("members:<n>:<group>"))?;
+                    let mut last = Vec::new();
+                    for _ in 0..times {
+                        last = wasmgate_guest::groups::members(group)?;
+                    }
+                    return Ok(wasmgate_guest::push_text(
+                        me,
+                        &format!("members {}", last.len()),
+                    )?);
+                }
+                if let Some(rest) = text.strip_prefix("members-pages:") {
+                    let (limit, group) = rest.split_once(':').unwrap_or(("1000", rest));
+                    let limit: u32 = limit
+                        .parse()
+                        .map_err(|_| HandlerError::from("members-pages:<limit>:<group>"))?;
+                    let (mut pages, mut ids) = (0u64, Vec::new());
+                    let mut cursor: Option<String> = None;
+                    loop {
+                        let page =
+                            wasmgate_guest::groups::members_page(group, cursor.as_deref(), limit)?;
+                        pages += 1;
+                        ids.extend(page.members);
+                        match page.cursor {
+                            Some(next) => cursor = Some(next),
+                            None => break,
+                        }
+                    }
+                    let total = ids.len();
+                    ids.sort();
+                    ids.dedup();
+                    let answer = format!("pages {pages} members {total} distinct {}", ids.len());
+                    return Ok(wasmgate_guest::push_text(me, &answer)?);
+                }
                 if let Some(count) = text.strip_prefix("flood:") {
                     let count: u64 = count.parse().map_err(|_| HandlerError::from("flood:<n>"))?;
                     let block = "f".repeat(1024);

@@ -5,30 +5,43 @@
 //! to install. SQLite would do as well but brings a C build and a query
 //! language the gateway does not need.
 //!
-//! Rows live in one table keyed by `(service, key)`. Reads run on the
-//! caller's thread in their own read transaction. Writes go to one writer
-//! thread that commits them in groups: it takes every write that is waiting,
-//! applies them in order in one transaction and commits once (one `fsync`
-//! for the group), and only then answers each caller. So a write
-//! acknowledged to a handler is on disk, and atomic operations (`increment`,
-//! `compare-and-swap`) are atomic because exactly one thread applies writes.
+//! Rows live in one table keyed by `(service, key)`; beside it, the store
+//! keeps what each service holds (rows and bytes, in the usage table) and
+//! an expiry index keyed by `(expires at, service, key)`, all updated in
+//! the transaction that changes the rows. Quotas are checked against the
+//! usage table and expired rows are found through the index, so no write
+//! ever scans a service's rows ([`apply`]).
+//!
+//! Reads run on the caller's thread in their own read transaction. Writes go
+//! to one writer thread ([`writer`]) that commits them in groups: it takes
+//! waiting writes, one of each service in turn ([`queue`]), applies them in
+//! one transaction and commits once (one `fsync` for the group), and only
+//! then answers each caller. So a write acknowledged to a handler is on
+//! disk, atomic operations (`increment`, `compare-and-swap`) are atomic
+//! because exactly one thread applies writes, and a service writing as fast
+//! as it can delays another's write by at most one small group (at most 16
+//! of its writes).
 //!
 //! Expiry is lazy: an expired key reads as absent at once, and its row is
-//! removed by a sweep (every [`SWEEP_EVERY`], and for a service that reaches
-//! its key limit before the limit is enforced).
+//! removed by a sweep every [`SWEEP_EVERY`] (a bounded batch per
+//! transaction, oldest first, until none is due), by a write to that key,
+//! or to make room for a service at its quota.
 
+mod apply;
+mod queue;
 mod writer;
 
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition, TableHandle};
 use tokio::sync::oneshot;
 
-use self::writer::{count_of, write_loop, Job, WriteOp, Written};
+use self::apply::{rebuild_index, usage_of};
+use self::writer::{write_loop, Job, WriteOp, Written};
 
-use super::{KeyPage, KvBackend, LIST_PAGE_KEYS};
+use super::{KeyPage, KvBackend, KvQuota, KvUsage, LIST_PAGE_KEYS};
 use crate::protocol::{ApiError, ErrNo};
 use crate::state::now_ms;
 
@@ -38,8 +51,15 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// `(service, key)` → `(expires_at_ms or 0, value)`.
 pub(super) const ENTRIES: TableDefinition<(&str, &str), (u64, &[u8])> = TableDefinition::new("kv");
 
-/// `service` → number of rows it holds (expired rows included until swept).
-pub(super) const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("kv_counts");
+/// `service` → `(rows, bytes of keys and values)` it holds (expired rows
+/// included until they are removed).
+pub(super) const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("kv_usage");
+
+/// `(expires_at_ms, service, key)` for every row with a time to live.
+pub(super) const EXPIRY: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("kv_expiry");
+
+/// Rows per service, as stores before the usage table counted them.
+const LEGACY_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("kv_counts");
 
 /// The redb backend. Cheap to clone.
 #[derive(Clone)]
@@ -82,8 +102,16 @@ impl RedbBackend {
 
     fn start(db: Database) -> anyhow::Result<Self> {
         let txn = db.begin_write()?;
+        let indexed = txn.list_tables()?.any(|table| table.name() == USAGE.name());
         txn.open_table(ENTRIES)?;
-        txn.open_table(COUNTS)?;
+        txn.open_table(USAGE)?;
+        txn.open_table(EXPIRY)?;
+        if !indexed {
+            // A store from before the usage table and the expiry index: fill
+            // both once, here, rather than scan on a write later.
+            rebuild_index(&txn).map_err(|e| anyhow::anyhow!("indexing the state store: {e}"))?;
+        }
+        txn.delete_table(LEGACY_COUNTS)?;
         txn.commit()?;
         let db = Arc::new(db);
         let (writes, receiver) = mpsc::channel();
@@ -99,14 +127,14 @@ impl RedbBackend {
     async fn write(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         op: WriteOp,
     ) -> Result<Written, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.writes
             .send(Job {
                 service: service.clone(),
-                max_keys,
+                quota,
                 op,
                 reply,
             })
@@ -185,16 +213,16 @@ impl KvBackend for RedbBackend {
         })
     }
 
-    async fn count(&self, service: &str) -> Result<u64, ApiError> {
+    async fn usage(&self, service: &str) -> Result<KvUsage, ApiError> {
         let txn = self.db.begin_read().map_err(storage)?;
-        let counts = txn.open_table(COUNTS).map_err(storage)?;
-        count_of(&counts, service)
+        let usage = txn.open_table(USAGE).map_err(storage)?;
+        usage_of(&usage, service)
     }
 
     async fn set(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         key: String,
         value: Vec<u8>,
         ttl: Option<Duration>,
@@ -207,7 +235,7 @@ impl KvBackend for RedbBackend {
         };
         self.write(
             service,
-            max_keys,
+            quota,
             WriteOp::Set {
                 key,
                 value,
@@ -219,7 +247,10 @@ impl KvBackend for RedbBackend {
     }
 
     async fn delete(&self, service: &Arc<str>, key: String) -> Result<bool, ApiError> {
-        match self.write(service, 0, WriteOp::Delete { key }).await? {
+        match self
+            .write(service, KvQuota::UNLIMITED, WriteOp::Delete { key })
+            .await?
+        {
             Written::Existed(existed) => Ok(existed),
             other => unreachable!("delete answered {other:?}"),
         }
@@ -228,12 +259,12 @@ impl KvBackend for RedbBackend {
     async fn increment(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         key: String,
         delta: i64,
     ) -> Result<i64, ApiError> {
         match self
-            .write(service, max_keys, WriteOp::Increment { key, delta })
+            .write(service, quota, WriteOp::Increment { key, delta })
             .await?
         {
             Written::Counter(value) => Ok(value),
@@ -244,7 +275,7 @@ impl KvBackend for RedbBackend {
     async fn compare_and_swap(
         &self,
         service: &Arc<str>,
-        max_keys: u64,
+        quota: KvQuota,
         key: String,
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
@@ -252,7 +283,7 @@ impl KvBackend for RedbBackend {
         match self
             .write(
                 service,
-                max_keys,
+                quota,
                 WriteOp::CompareAndSwap {
                     key,
                     expected,
@@ -266,3 +297,6 @@ impl KvBackend for RedbBackend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
