@@ -460,10 +460,12 @@ pub fn log_lines(needles: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Waits (up to 10 s) until at least `count` log lines contain all `needles`,
-/// then a little longer so that surplus lines would show, and returns them all.
+/// Waits (up to 60 s: a bound against hanging, not a speed test; a busy
+/// machine recompiling a large component can take tens of seconds) until at
+/// least `count` log lines contain all `needles`, then a little longer so
+/// that surplus lines would show, and returns them all.
 pub async fn wait_for_log(needles: &[&str], count: usize) -> Vec<String> {
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if log_lines(needles).len() >= count {
             tokio::time::sleep(Duration::from_millis(150)).await;
             return log_lines(needles);
