@@ -126,6 +126,7 @@ impl SessionParts {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         tracing::info!(service = %self.service.name, conn = %self.connection.id, source_ip = %self.connection.source_ip, "connection opened");
+        self.service.metrics.connection_opened();
         let (sink, stream) = socket.split();
         let (stop_sender, stop_receiver) = oneshot::channel();
         let SessionParts {
@@ -138,6 +139,10 @@ impl SessionParts {
         let writer = tokio::spawn(write_loop(sink, outbound, stop_receiver));
         let ending = read_loop(&gateway, &service, &connection, stream).await;
         let departed = gateway.router().remove(&connection);
+        service.metrics.connection_closed();
+        if ending.sent == Some(CloseCause::SLOW_CLIENT) {
+            service.metrics.queue_overflow();
+        }
         let stop = match ending.sent {
             Some(cause) => WriterStop::Close(cause),
             None => WriterStop::Finish,
@@ -198,6 +203,7 @@ async fn run_cleanup(
         Some(Err(_)) => "failed",
     };
     let sent_code = ending.sent.map(|cause| cause.code);
+    crate::metrics::global().closed(sent_code, ending.client_code, ending.reason.as_str());
     tracing::info!(
         service = %service.name,
         conn = %connection.id,
