@@ -146,6 +146,13 @@ fn with_log_format_json_every_line_is_one_object_and_a_handlers_line_names_its_c
         assert_eq!(record["conn"], conn, "{message}");
         assert_eq!(record["service"], "loud", "{message}");
     }
+    // The close line is that of the cleanup call, with its own request id.
+    let closed = records
+        .iter()
+        .find(|record| record["message"] == "connection closed")
+        .unwrap();
+    assert_eq!(closed["role"], "cleanup");
+    assert_eq!(closed["request_id"].as_str().map(str::len), Some(36));
 }
 
 /// `promtool check metrics` on `text`: its complaints, empty when none.

@@ -151,7 +151,7 @@ async fn accept(
         Some(Ok(answer)) => match RegisterAnswer::parse(&answer) {
             Ok(RegisterAnswer::Accept { protocol }) => protocol,
             Ok(RegisterAnswer::Refuse { code, message }) => {
-                tracing::info!(service = %service.name, conn = %connection.id, request_id = %request_id, err_no = code, err_msg = %guest_text(&message), "register refused the connection");
+                tracing::info!(service = %service.name, role = %Role::Register, conn = %connection.id, request_id = %request_id, err_no = code, err_msg = %guest_text(&message), "register refused the connection");
                 return Err(ApiError::refused(code, message));
             }
             Err(error) => {

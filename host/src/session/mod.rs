@@ -190,9 +190,10 @@ async fn run_cleanup(
     ending: &Ending,
     departed_groups: Vec<Arc<str>>,
 ) {
+    let request_id = new_request_id();
     let event = Event {
         connection_id: connection.id.clone(),
-        request_id: new_request_id(),
+        request_id: request_id.clone(),
         json: protocol::closing_event(&connection.id, ending.reason, ending.client_code),
         departed_groups: Some(departed_groups),
     };
@@ -204,8 +205,11 @@ async fn run_cleanup(
     };
     let sent_code = ending.sent.map(|cause| cause.code);
     crate::metrics::global().closed(sent_code, ending.client_code, ending.reason.as_str());
+    // The line of the connection's last call: its cleanup.
     tracing::info!(
         service = %service.name,
+        role = %Role::Cleanup,
+        request_id = %request_id,
         conn = %connection.id,
         reason = ending.reason.as_str(),
         client_code = ?ending.client_code,
@@ -344,9 +348,10 @@ async fn transfer(
         }
         return Ok(());
     }
+    let request_id = new_request_id();
     let event = Event {
         connection_id: connection.id.clone(),
-        request_id: new_request_id(),
+        request_id: request_id.clone(),
         json: protocol::data_send_event(&connection.id, payload),
         departed_groups: None,
     };
