@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{GatewayConfig, ServiceConfig};
+use crate::metrics::Outcome;
 use crate::plugins::{CapPermit, PluginWatcher, Service, Services, Slot};
 use crate::protocol::{CloseCause, Role};
 use crate::state::kv::{KvQuota, KvStore};
@@ -217,6 +218,7 @@ impl Gateway {
             Err(file) => {
                 let error = CallError::NotReady(file.name());
                 tracing::warn!(service = %service.name, %role, %file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
+                service.metrics.event(role, Outcome::NotReady, None);
                 return Some(Err(error));
             }
         };
@@ -224,8 +226,10 @@ impl Gateway {
         let Some(_slots) = self.slots(service, &config).await else {
             let error = CallError::Busy(config.timeout);
             tracing::warn!(service = %service.name, %role, file = %handler.file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
+            service.metrics.event(role, Outcome::Busy, None);
             return Some(Err(error));
         };
+        let started = std::time::Instant::now();
         let spec = CallSpec {
             service: service.name.clone(),
             role,
@@ -260,8 +264,13 @@ impl Gateway {
                 &line.text,
             );
         }
-        if let Err(error) = &outcome.result {
-            tracing::warn!(service = %service.name, %role, file = %handler.file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
+        let elapsed = Some(started.elapsed());
+        match &outcome.result {
+            Ok(_) => service.metrics.event(role, Outcome::Ok, elapsed),
+            Err(error) => {
+                service.metrics.event(role, Outcome::Failed, elapsed);
+                tracing::warn!(service = %service.name, %role, file = %handler.file, request_id = %request_id, conn = %connection_id, %error, "handler call failed");
+            }
         }
         Some(outcome.result)
     }

@@ -27,6 +27,8 @@
 //! - [`protocol`]: the wire contract of `docs/protocol.md`: event JSON, the
 //!   register answer, the reverse-push request, the `errNo` table
 //!   ([`ErrNo`]) and close codes ([`CloseCause`]).
+//! - [`metrics`]: the process's Prometheus metrics, served by the control
+//!   listener's `GET /metrics`; a leaf every layer records into.
 //! - [`config`]: gateway-wide and per-service (`service.toml`) settings.
 //! - `invoke`: run one handler once from the command line.
 //! - [`stages`]: the per-event path split into stages, for benchmarks.
@@ -35,6 +37,8 @@ pub mod config;
 mod dispatch;
 pub mod http;
 mod invoke;
+pub mod logging;
+pub mod metrics;
 pub mod plugins;
 pub mod protocol;
 mod session;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use wasmgate::logging::LogFormat;
 use wasmgate::{
     CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, Listeners, OutputSource,
 };
@@ -21,6 +22,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "A WebSocket gateway whose handlers are sandboxed WebAssembly components"
 )]
 struct Cli {
+    /// Log format on stderr: `text`, or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "WASMGATE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +106,10 @@ enum Command {
         /// Keep the key-value store in memory only: nothing survives a restart.
         #[arg(long, env = "WASMGATE_MEMORY_STATE", conflicts_with = "state_file")]
         memory_state: bool,
+        /// Bearer token with which any peer may read GET /metrics on the
+        /// control listener (without it, only local tools may).
+        #[arg(long, env = "WASMGATE_METRICS_TOKEN")]
+        metrics_token: Option<String>,
     },
     /// Run one handler once on an event file and print its answer and log lines.
     Invoke {
@@ -223,15 +237,9 @@ impl From<FrontDoorArgs> for FrontDoorConfig {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    wasmgate::logging::init(cli.log_format);
+    match run(cli).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -259,6 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             no_watch,
             state_file,
             memory_state,
+            metrics_token,
         } => {
             let state_file =
                 if memory_state {
@@ -292,6 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 compiler: compile.config()?,
                 outbound_budget_bytes: usize::try_from(outbound_budget_mb << 20)
                     .unwrap_or(usize::MAX),
+                metrics_token,
                 ..GatewayConfig::new(plugins)
             };
             wasmgate::run(listeners, config, shutdown_signal()).await?;

@@ -55,6 +55,9 @@ pub struct GatewayConfig {
     /// read can hold, where each service's `outbound_queue_bytes` bounds
     /// one connection.
     pub outbound_budget_bytes: usize,
+    /// A bearer token that lets any peer read `GET /metrics` on the control
+    /// listener; without one only local tools may (loopback, no `Origin`).
+    pub metrics_token: Option<String>,
 }
 
 /// Largest `service.toml`, in bytes.
@@ -78,6 +81,7 @@ impl GatewayConfig {
             max_plugin_file_bytes: 32 << 20,
             compiler: CompilerConfig::default(),
             outbound_budget_bytes: DEFAULT_OUTBOUND_BUDGET_BYTES,
+            metrics_token: None,
         }
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap};
+use axum::response::IntoResponse as _;
 use axum::routing::get;
 use axum::Json;
 use sha2::{Digest, Sha256};
@@ -26,6 +27,7 @@ use subtle::ConstantTimeEq;
 use super::find_service;
 use crate::config::ServiceConfig;
 use crate::dispatch::Gateway;
+use crate::metrics::PushSource;
 use crate::plugins::{PluginFile, Service};
 use crate::protocol::{max_request_bytes, ok_body, ApiError, ErrNo, PushRequest, Role};
 use crate::state::route;
@@ -36,6 +38,7 @@ pub(super) fn routes() -> axum::Router<Gateway> {
         .route("/push/{service}/{*id}", get(connection_info))
         .route("/admin/services", get(admin_services))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
 }
 
 /// Whether a peer is on this host (an IPv4-mapped loopback address too).
@@ -65,21 +68,22 @@ fn is_local_tool(headers: &HeaderMap, peer: IpAddr) -> Result<(), ApiError> {
 /// has one, else a local tool (see [`is_local_tool`]).
 fn authorize(config: &ServiceConfig, headers: &HeaderMap, peer: IpAddr) -> Result<(), ApiError> {
     match &config.push_token {
-        Some(token) => {
-            let given = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            let (given, token) = (Sha256::digest(given), Sha256::digest(token));
-            if bool::from(given.ct_eq(&token)) {
-                Ok(())
-            } else {
-                Err(ErrNo::UNAUTHORIZED.error())
-            }
-        }
+        Some(token) if bearer_matches(headers, token) => Ok(()),
+        Some(_) => Err(ErrNo::UNAUTHORIZED.error()),
         None => is_local_tool(headers, peer),
     }
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared
+/// as SHA-256 digests in constant time.
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let (given, token) = (Sha256::digest(given), Sha256::digest(token));
+    bool::from(given.ct_eq(&token))
 }
 
 /// The service, if the caller may use it. An unknown service is named as
@@ -129,6 +133,37 @@ async fn healthz(State(gateway): State<Gateway>) -> Json<serde_json::Value> {
     }))
 }
 
+/// The process's metrics in the Prometheus text format. For a local tool,
+/// as the admin route; from elsewhere, with `Authorization: Bearer` and the
+/// gateway's metrics token (`--metrics-token`) when one is set.
+async fn metrics(
+    State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let by_token = gateway
+        .config()
+        .metrics_token
+        .as_deref()
+        .is_some_and(|token| bearer_matches(&headers, token));
+    if !by_token {
+        match is_local_tool(&headers, peer.ip()) {
+            Err(error) if error.code == ErrNo::FORBIDDEN_REMOTE.number => {
+                return Err(match gateway.config().metrics_token {
+                    Some(_) => ErrNo::UNAUTHORIZED.error(),
+                    None => ErrNo::FORBIDDEN_ADMIN.error(),
+                })
+            }
+            other => other?,
+        }
+    }
+    Ok((
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::render(),
+    )
+        .into_response())
+}
+
 async fn push(
     State(gateway): State<Gateway>,
     Path(service): Path<String>,
@@ -145,7 +180,9 @@ async fn push(
         .map_err(|_| ErrNo::PAYLOAD_TOO_LARGE.over_limit(body_limit + 1, body_limit))?;
     let request = PushRequest::parse(&body, config.max_message_bytes)?;
     let broadcast = matches!(request, PushRequest::Broadcast { .. });
-    let reached = route(&**gateway.broker(), &service.name, request).await?;
+    let reached = route(&**gateway.broker(), &service.name, request).await;
+    crate::metrics::global().push(PushSource::Http, &reached);
+    let reached = reached?;
     let mut body = ok_body();
     if broadcast {
         // An addition to the contract's answer, for the addition's action.

@@ -79,13 +79,15 @@ async fn upgrade(
     // The whole handshake, register included, within the deadline; a
     // register still running then is dropped with its reservation.
     let deadline = gateway.config().front_door.handshake_timeout;
-    match tokio::time::timeout(deadline, accept(gateway, request, upgrade)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => error.into_response(),
-        Err(_) => ErrNo::HANDSHAKE_TIMEOUT
-            .with(format_args!("{deadline:?}"))
-            .into_response(),
-    }
+    let known = find_service(&gateway, &request.service).ok();
+    let refused = match tokio::time::timeout(deadline, accept(gateway, request, upgrade)).await {
+        Ok(Ok(response)) => return response,
+        Ok(Err(error)) => error,
+        Err(_) => ErrNo::HANDSHAKE_TIMEOUT.with(format_args!("{deadline:?}")),
+    };
+    // Accepted connections are counted when their session starts.
+    crate::metrics::global().connect_refused(known.as_ref().map(|s| &*s.name), &refused);
+    refused.into_response()
 }
 
 async fn accept(
@@ -149,7 +151,7 @@ async fn accept(
         Some(Ok(answer)) => match RegisterAnswer::parse(&answer) {
             Ok(RegisterAnswer::Accept { protocol }) => protocol,
             Ok(RegisterAnswer::Refuse { code, message }) => {
-                tracing::info!(service = %service.name, conn = %connection.id, request_id = %request_id, err_no = code, err_msg = %guest_text(&message), "register refused the connection");
+                tracing::info!(service = %service.name, role = %Role::Register, conn = %connection.id, request_id = %request_id, err_no = code, err_msg = %guest_text(&message), "register refused the connection");
                 return Err(ApiError::refused(code, message));
             }
             Err(error) => {

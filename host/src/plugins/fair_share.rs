@@ -70,15 +70,24 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.holding.0.fetch_sub(1, Ordering::AcqRel);
         *self.inner.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        crate::metrics::global().slot_returned();
         if self.inner.waiting.load(Ordering::Acquire) > 0 {
             self.inner.returned.notify_waiters();
         }
     }
 }
 
+impl Drop for Inner {
+    /// This gateway's slots leave the process's count.
+    fn drop(&mut self) {
+        crate::metrics::global().add_call_slots(self.total, false);
+    }
+}
+
 impl FairSlots {
     /// `slots` slots, all free.
     pub(crate) fn new(slots: usize) -> Self {
+        crate::metrics::global().add_call_slots(slots, true);
         Self {
             inner: Arc::new(Inner {
                 total: slots,
@@ -125,6 +134,7 @@ impl FairSlots {
         }
         *free -= 1;
         holding.0.fetch_add(1, Ordering::AcqRel);
+        crate::metrics::global().slot_taken();
         Some(Slot {
             inner: self.inner.clone(),
             holding: holding.clone(),

@@ -125,6 +125,8 @@ pub struct Service {
     pub(crate) warned_no_transfer: AtomicBool,
     /// Serialises reloads of this service.
     pub(super) reloading: Arc<tokio::sync::Mutex<()>>,
+    /// This service's metric series, resolved once.
+    pub(crate) metrics: crate::metrics::ServiceMetrics,
 }
 
 impl Service {
@@ -141,6 +143,7 @@ impl Service {
             seen: Mutex::default(),
             warned_no_transfer: AtomicBool::new(false),
             reloading: Arc::default(),
+            metrics: crate::metrics::global().service(name),
         }
     }
 

@@ -360,6 +360,11 @@ impl Services {
                 .load_cached(bytes.into(), &hash, cache.as_ref())
                 .await;
             let compile_ms = started.elapsed().as_millis() as u64;
+            crate::metrics::global().handler_loaded(
+                compiled.as_ref().ok().map(|(_, from_cache)| *from_cache),
+                cache.is_some(),
+                started.elapsed(),
+            );
             match compiled {
                 Ok((module, from_cache)) => {
                     let previous = service.handler_file(file).map(|h| h.hash);

@@ -126,6 +126,7 @@ impl SessionParts {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         tracing::info!(service = %self.service.name, conn = %self.connection.id, source_ip = %self.connection.source_ip, "connection opened");
+        self.service.metrics.connection_opened();
         let (sink, stream) = socket.split();
         let (stop_sender, stop_receiver) = oneshot::channel();
         let SessionParts {
@@ -138,6 +139,10 @@ impl SessionParts {
         let writer = tokio::spawn(write_loop(sink, outbound, stop_receiver));
         let ending = read_loop(&gateway, &service, &connection, stream).await;
         let departed = gateway.router().remove(&connection);
+        service.metrics.connection_closed();
+        if ending.sent == Some(CloseCause::SLOW_CLIENT) {
+            service.metrics.queue_overflow();
+        }
         let stop = match ending.sent {
             Some(cause) => WriterStop::Close(cause),
             None => WriterStop::Finish,
@@ -185,9 +190,10 @@ async fn run_cleanup(
     ending: &Ending,
     departed_groups: Vec<Arc<str>>,
 ) {
+    let request_id = new_request_id();
     let event = Event {
         connection_id: connection.id.clone(),
-        request_id: new_request_id(),
+        request_id: request_id.clone(),
         json: protocol::closing_event(&connection.id, ending.reason, ending.client_code),
         departed_groups: Some(departed_groups),
     };
@@ -198,8 +204,12 @@ async fn run_cleanup(
         Some(Err(_)) => "failed",
     };
     let sent_code = ending.sent.map(|cause| cause.code);
+    crate::metrics::global().closed(sent_code, ending.client_code, ending.reason.as_str());
+    // The line of the connection's last call: its cleanup.
     tracing::info!(
         service = %service.name,
+        role = %Role::Cleanup,
+        request_id = %request_id,
         conn = %connection.id,
         reason = ending.reason.as_str(),
         client_code = ?ending.client_code,
@@ -338,9 +348,10 @@ async fn transfer(
         }
         return Ok(());
     }
+    let request_id = new_request_id();
     let event = Event {
         connection_id: connection.id.clone(),
-        request_id: new_request_id(),
+        request_id: request_id.clone(),
         json: protocol::data_send_event(&connection.id, payload),
         departed_groups: None,
     };

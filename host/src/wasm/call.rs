@@ -225,11 +225,13 @@ impl Runtime {
         let slot = &mut live.instance;
         let run = async {
             if slot.is_none() {
+                let instantiating = Instant::now();
                 let instance = module
                     .pre
                     .instantiate_async(&mut *store)
                     .await
                     .map_err(|e| (true, e))?;
+                crate::metrics::global().instantiated(instantiating.elapsed());
                 *slot = Some(instance);
             }
             let instance = slot.as_ref().expect("instantiated above");
@@ -299,8 +301,10 @@ impl Runtime {
         let _niced = begin_event(&mut live.store, spec, Instant::now());
         live.store.data_mut().broker = self.discard.clone();
         let outer = spec.timeout + EPOCH_TICK * 10;
+        let instantiating = Instant::now();
         let instantiate = module.pre.instantiate_async(&mut live.store);
         if let Ok(Ok(instance)) = tokio::time::timeout(outer, instantiate).await {
+            crate::metrics::global().instantiated(instantiating.elapsed());
             live.instance = Some(instance);
             module.pool.put(Reusable { live, uses: 0 }, 1, &self.idle);
         }

@@ -99,6 +99,10 @@ impl GatewayProcess {
             assert!(started.elapsed() < Duration::from_secs(60), "no start");
         };
         let field = |name: &str| -> SocketAddr {
+            // With --log-format json the line is one JSON object.
+            if let Ok(record) = serde_json::from_str::<serde_json::Value>(&listening) {
+                return record[name].as_str().unwrap().parse().unwrap();
+            }
             let start = listening.find(&format!("{name}=")).unwrap() + name.len() + 1;
             listening[start..]
                 .split_whitespace()
@@ -142,6 +146,11 @@ impl GatewayProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Every log line so far.
+    pub fn all_log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Log lines so far that contain `needle`.

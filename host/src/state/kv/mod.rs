@@ -181,14 +181,20 @@ impl KvStore {
 
     /// The value of `key`, if present and not expired.
     pub async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
-        check_key(key)?;
-        self.backend.get(service, key).await
+        timed("get", async {
+            check_key(key)?;
+            self.backend.get(service, key).await
+        })
+        .await
     }
 
     /// Whether `key` is present and not expired, without copying its value.
     pub async fn exists(&self, service: &str, key: &str) -> Result<bool, ApiError> {
-        check_key(key)?;
-        self.backend.exists(service, key).await
+        timed("exists", async {
+            check_key(key)?;
+            self.backend.exists(service, key).await
+        })
+        .await
     }
 
     /// Keys of `service` starting with `prefix`, after `cursor`.
@@ -198,7 +204,7 @@ impl KvStore {
         prefix: &str,
         cursor: Option<&str>,
     ) -> Result<KeyPage, ApiError> {
-        self.backend.list_keys(service, prefix, cursor).await
+        timed("list_keys", self.backend.list_keys(service, prefix, cursor)).await
     }
 
     /// Rows and bytes `service` holds (expired rows until they are removed).
@@ -215,15 +221,21 @@ impl KvStore {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<(), ApiError> {
-        check_key(&key)?;
-        check_value(&value)?;
-        self.backend.set(service, quota, key, value, ttl).await
+        timed("set", async {
+            check_key(&key)?;
+            check_value(&value)?;
+            self.backend.set(service, quota, key, value, ttl).await
+        })
+        .await
     }
 
     /// Removes `key`; whether it existed (and had not expired).
     pub async fn delete(&self, service: &Arc<str>, key: String) -> Result<bool, ApiError> {
-        check_key(&key)?;
-        self.backend.delete(service, key).await
+        timed("delete", async {
+            check_key(&key)?;
+            self.backend.delete(service, key).await
+        })
+        .await
     }
 
     /// Adds `delta` to the decimal counter at `key`; the new value.
@@ -234,8 +246,11 @@ impl KvStore {
         key: String,
         delta: i64,
     ) -> Result<i64, ApiError> {
-        check_key(&key)?;
-        self.backend.increment(service, quota, key, delta).await
+        timed("increment", async {
+            check_key(&key)?;
+            self.backend.increment(service, quota, key, delta).await
+        })
+        .await
     }
 
     /// Sets `key` to `value` if it currently holds `expected`.
@@ -247,10 +262,24 @@ impl KvStore {
         expected: Option<Vec<u8>>,
         value: Vec<u8>,
     ) -> Result<bool, ApiError> {
-        check_key(&key)?;
-        check_value(&value)?;
-        self.backend
-            .compare_and_swap(service, quota, key, expected, value)
-            .await
+        timed("compare_and_swap", async {
+            check_key(&key)?;
+            check_value(&value)?;
+            self.backend
+                .compare_and_swap(service, quota, key, expected, value)
+                .await
+        })
+        .await
     }
+}
+
+/// Runs one key-value `operation`, counting it and its time in the metrics.
+async fn timed<T>(
+    operation: &'static str,
+    run: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let started = std::time::Instant::now();
+    let result = run.await;
+    crate::metrics::global().kv(operation, started.elapsed(), &result);
+    result
 }

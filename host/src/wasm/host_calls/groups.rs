@@ -84,8 +84,9 @@ impl Host for EventState {
             payload,
             except: except_id,
         };
-        route(&*self.broker, &self.service, request)
-            .await
+        let routed = route(&*self.broker, &self.service, request).await;
+        crate::metrics::global().push(crate::metrics::PushSource::HostCall, &routed);
+        routed
             .map(|reached| u32::try_from(reached).unwrap_or(u32::MAX))
             .map_err(to_wit_error)
     }

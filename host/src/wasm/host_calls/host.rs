@@ -4,6 +4,7 @@
 
 use super::bindings::wasmgate::gateway::host::Host;
 use super::{to_payload, to_wit_error, wit};
+use crate::metrics::PushSource;
 use crate::protocol::PushRequest;
 use crate::state::route;
 use crate::wasm::capture::{LogLevel, OutputSource};
@@ -11,10 +12,9 @@ use crate::wasm::store::EventState;
 
 impl EventState {
     async fn route_request(&mut self, request: PushRequest) -> Result<(), wit::GatewayError> {
-        route(&*self.broker, &self.service, request)
-            .await
-            .map(|_| ())
-            .map_err(to_wit_error)
+        let routed = route(&*self.broker, &self.service, request).await;
+        crate::metrics::global().push(PushSource::HostCall, &routed);
+        routed.map(|_| ()).map_err(to_wit_error)
     }
 }
 
