@@ -391,3 +391,85 @@ async fn acknowledged_writes_survive_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_lists_a_groups_members_a_page_at_a_time() {
+    let gateway = TestGateway::start(&[
+        ServiceSpec::new("pages").handler("hostile"),
+        ServiceSpec::new("pages-other").handler("hostile"),
+    ])
+    .await;
+    let mut clients = Vec::new();
+    for n in 0..5 {
+        let mut client = gateway.connect("pages").await;
+        let group = if n < 4 { "join:room" } else { "join:hall" };
+        assert_eq!(ask(&mut client, group).await, "joined");
+        clients.push(client);
+    }
+    // Another service's member of a group of the same name is not listed.
+    let mut other = gateway.connect("pages-other").await;
+    assert_eq!(ask(&mut other, "join:room").await, "joined");
+    // The room's members, from the plain list's groups.
+    let (_, list) = get_json(&gateway.control_url("/push/pages")).await;
+    let mut in_room: Vec<String> = list["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["groups"].as_array().unwrap().iter().any(|g| g == "room"))
+        .map(|c| c["secConnectionID"].as_str().unwrap().to_owned())
+        .collect();
+    in_room.sort();
+    assert_eq!(in_room.len(), 4);
+
+    let mut seen = Vec::new();
+    let mut url = gateway.control_url("/push/pages?group=room&limit=3");
+    let mut pages = 0;
+    loop {
+        let (status, page) = get_json(&url).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["group"], "room");
+        pages += 1;
+        seen.extend(
+            page["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap().to_owned()),
+        );
+        match page["cursor"].as_str() {
+            Some(cursor) => {
+                url = gateway.control_url(&format!(
+                    "/push/pages?group=room&limit=3&cursor={}",
+                    cursor.replace('/', "%2F").replace('+', "%2B")
+                ))
+            }
+            None => break,
+        }
+    }
+    assert_eq!((pages, seen), (2, in_room));
+
+    // Malformed paging gets a clear error, not a guess.
+    for (query, needle) in [
+        ("limit=0&group=room", "limit"),
+        ("limit=many&group=room", "limit"),
+        ("cursor=x", "add group"),
+        ("group=", "group"),
+    ] {
+        let (status, body) = get_json(&gateway.control_url(&format!("/push/pages?{query}"))).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["errMsg"].as_str().unwrap().contains(needle),
+            "{query}: {body}"
+        );
+    }
+    // An empty group is an empty page; the plain list is unchanged.
+    let (_, empty) = get_json(&gateway.control_url("/push/pages?group=nobody")).await;
+    assert_eq!(
+        (empty["members"].as_array().unwrap().len(), &empty["cursor"]),
+        (0, &serde_json::Value::Null)
+    );
+    let (_, list) = get_json(&gateway.control_url("/push/pages")).await;
+    assert_eq!(list["connections"].as_array().unwrap().len(), 5);
+    drop(clients);
+    gateway.shutdown().await;
+}

@@ -16,7 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse as _;
 use axum::routing::get;
@@ -30,7 +31,7 @@ use crate::dispatch::Gateway;
 use crate::metrics::PushSource;
 use crate::plugins::{PluginFile, Service};
 use crate::protocol::{max_request_bytes, ok_body, ApiError, ErrNo, PushRequest, Role};
-use crate::state::route;
+use crate::state::{route, MEMBERS_PAGE_MAX};
 
 pub(super) fn routes() -> axum::Router<Gateway> {
     axum::Router::new()
@@ -191,16 +192,52 @@ async fn push(
     Ok(Json(body))
 }
 
+/// The query of `GET /push/<service>`: with `group`, the members of that
+/// group a page at a time (`cursor`: the last id of the page before;
+/// `limit`: ids per page, at most [`MEMBERS_PAGE_MAX`]).
+#[derive(Debug, Default, serde::Deserialize)]
+struct ListQuery {
+    group: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
 async fn list_connections(
     State(gateway): State<Gateway>,
     Path(service): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let service = authorized_service(&gateway, &service, &headers, peer.ip())?;
-    let connections = gateway.broker().connections(&service.name).await?;
+    let Query(query) =
+        query.map_err(|rejection| ErrNo::MISSING_FIELD.with(rejection.body_text()))?;
     let mut body = ok_body();
-    body["connections"] = serde_json::json!(connections);
+    let Some(group) = query.group else {
+        if query.cursor.is_some() || query.limit.is_some() {
+            return Err(ErrNo::MISSING_FIELD.with("cursor and limit page a group: add group"));
+        }
+        let connections = gateway.broker().connections(&service.name).await?;
+        body["connections"] = serde_json::json!(connections);
+        return Ok(Json(body));
+    };
+    let limit = match query.limit.as_deref() {
+        None => MEMBERS_PAGE_MAX,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit @ 1..=MEMBERS_PAGE_MAX) => limit,
+            _ => {
+                return Err(ErrNo::MISSING_FIELD
+                    .with(format_args!("limit: a number from 1 to {MEMBERS_PAGE_MAX}")))
+            }
+        },
+    };
+    let page = gateway
+        .broker()
+        .members_page(&service.name, &group, query.cursor.as_deref(), limit)
+        .await?;
+    body["group"] = serde_json::json!(group);
+    body["members"] = serde_json::json!(page.members);
+    body["cursor"] = serde_json::json!(page.cursor);
     Ok(Json(body))
 }
 
