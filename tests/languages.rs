@@ -84,3 +84,23 @@ async fn the_compiled_language_helpers_decode_json_escapes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_module_importing_wasi_preview1_loads_as_built_and_serves() {
+    // The hand-written echo, plus a WASI preview-1 import (as wasi-libc,
+    // Go's wasip1 and Zig builds have): the gateway wraps it with the
+    // preview-1 adapter itself, no componentize step.
+    let echo = include_str!("../plugins/echo-wat/handler.wat");
+    let with_wasi = echo.replacen(
+        "(memory (export \"memory\") 1)",
+        "(import \"wasi_snapshot_preview1\" \"random_get\" (func (param i32 i32) (result i32)))\n  (memory (export \"memory\") 1)",
+        1,
+    );
+    assert_ne!(with_wasi, echo);
+    let gateway =
+        TestGateway::start(&[ServiceSpec::new("wasi-p1-core")
+            .bytes("handler.wasm", wat::parse_str(&with_wasi).unwrap())])
+        .await;
+    echoes_everything(&gateway, "wasi-p1-core").await;
+    gateway.shutdown().await;
+}
