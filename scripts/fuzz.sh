@@ -19,7 +19,7 @@
 #                    running RUNS/JOBS executions on the shared corpus; their
 #                    logs are fuzz/logs/<target>.job<N>.log
 #   CMIN_ABOVE=0     minimise a corpus of more files than this (libFuzzer -merge)
-#                    before and after its run (0: always after a run)
+#                    before and after its run (0: whenever it has files)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
