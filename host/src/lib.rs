@@ -42,7 +42,9 @@ pub mod stages;
 pub mod state;
 pub mod wasm;
 
-pub use config::{CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, ServiceConfig};
+pub use config::{
+    CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, ServiceConfig, TlsConfig,
+};
 pub use dispatch::Gateway;
 pub use http::{control_app, public_app, run, serve, Listeners};
 pub use invoke::invoke;

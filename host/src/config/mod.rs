@@ -55,6 +55,9 @@ pub struct GatewayConfig {
     /// read can hold, where each service's `outbound_queue_bytes` bounds
     /// one connection.
     pub outbound_budget_bytes: usize,
+    /// TLS on the public listener (`wss://`, `https://`); `None` serves
+    /// plain `ws://` and `http://`. The control listener is always plain.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Largest `service.toml`, in bytes.
@@ -78,6 +81,7 @@ impl GatewayConfig {
             max_plugin_file_bytes: 32 << 20,
             compiler: CompilerConfig::default(),
             outbound_budget_bytes: DEFAULT_OUTBOUND_BUDGET_BYTES,
+            tls: None,
         }
     }
 }
@@ -127,6 +131,31 @@ impl Default for FrontDoorConfig {
             handshake_timeout: Duration::from_secs(10),
             max_request_head_bytes: 64 << 10,
             frame_budget_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The public listener's certificate: two PEM files, reloaded when they
+/// change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the two files are looked at for a change.
+    pub reload_interval: Duration,
+}
+
+impl TlsConfig {
+    /// The pair at `cert` and `key`, looked at every 5 seconds: a renewed
+    /// certificate is served within seconds, and a stat of two files costs
+    /// nothing.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            cert: cert.into(),
+            key: key.into(),
+            reload_interval: Duration::from_secs(5),
         }
     }
 }
