@@ -210,7 +210,10 @@ async fn a_tls_client_that_never_finishes_its_handshake_is_closed_like_an_idle_s
     // (a handshake record header) and stops.
     let mut silent = TcpStream::connect(gateway.addr).await.unwrap();
     let mut stalled = TcpStream::connect(gateway.addr).await.unwrap();
-    stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).await.unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
     for socket in [&mut silent, &mut stalled] {
         let mut byte = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_secs(30), socket.read(&mut byte)).await;

@@ -27,10 +27,13 @@
 //! - [`protocol`]: the wire contract of `docs/protocol.md`: event JSON, the
 //!   register answer, the reverse-push request, the `errNo` table
 //!   ([`ErrNo`]) and close codes ([`CloseCause`]).
-//! - [`config`]: gateway-wide and per-service (`service.toml`) settings.
+//! - [`config`]: gateway-wide and per-service (`service.toml`) settings,
+//!   and the config file of `wasmgate serve` ([`config::file`]).
 //! - `invoke`: run one handler once from the command line.
+//! - [`client`]: `wasmgate client URL`, a WebSocket from the terminal.
 //! - [`stages`]: the per-event path split into stages, for benchmarks.
 
+pub mod client;
 pub mod config;
 mod dispatch;
 pub mod http;

@@ -1,7 +1,9 @@
 //! Settings: the gateway-wide [`GatewayConfig`] with its [`FrontDoorConfig`]
 //! (how the listeners admit and time out connections), and the per-service
-//! [`ServiceConfig`] read from `plugins/<service>/service.toml`.
+//! [`ServiceConfig`] read from `plugins/<service>/service.toml`; and the
+//! config file that holds the flags of `wasmgate serve` ([`file`]).
 
+pub mod file;
 mod service;
 
 use std::path::PathBuf;
