@@ -36,3 +36,6 @@ mod sandbox;
 mod shutdown;
 /// Key-value state, groups and broadcast, the chat example, durability.
 mod state;
+/// TLS on the public listener: `wss://` echo, an untrusted certificate,
+/// a renewed certificate served without a restart, a silent TLS client.
+mod tls;

@@ -9,7 +9,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 componentize_py="$root/target/toolchains/python/bin/componentize-py"
 if [ ! -x "$componentize_py" ]; then
     echo "$service: the Python toolchain (componentize-py) is missing; run scripts/setup.sh" >&2
-    exit 1
+    exit 3
 fi
 # The handler and the helper module are copied into a folder under target/:
 # componentize-py writes __pycache__/ beside the sources it reads.

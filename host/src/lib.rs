@@ -29,10 +29,13 @@
 //!   ([`ErrNo`]) and close codes ([`CloseCause`]).
 //! - [`metrics`]: the process's Prometheus metrics, served by the control
 //!   listener's `GET /metrics`; a leaf every layer records into.
-//! - [`config`]: gateway-wide and per-service (`service.toml`) settings.
+//! - [`config`]: gateway-wide and per-service (`service.toml`) settings,
+//!   and the config file of `wasmgate serve` ([`config::file`]).
 //! - `invoke`: run one handler once from the command line.
+//! - [`client`]: `wasmgate client URL`, a WebSocket from the terminal.
 //! - [`stages`]: the per-event path split into stages, for benchmarks.
 
+pub mod client;
 pub mod config;
 mod dispatch;
 pub mod http;
@@ -46,7 +49,9 @@ pub mod stages;
 pub mod state;
 pub mod wasm;
 
-pub use config::{CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, ServiceConfig};
+pub use config::{
+    CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, ServiceConfig, TlsConfig,
+};
 pub use dispatch::Gateway;
 pub use http::{control_app, public_app, run, serve, Listeners};
 pub use invoke::invoke;

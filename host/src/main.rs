@@ -1,13 +1,18 @@
-//! The `wasmgate` command: `serve` runs the gateway, `invoke` runs one handler once.
+//! The `wasmgate` command: `serve` runs the gateway (its flags also read
+//! from `--config FILE`), `config check` validates such a file, `client`
+//! talks to a WebSocket from the terminal, `invoke` runs one handler once.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use wasmgate::config::file::{ConfigFile, FileError, KeyError};
 use wasmgate::logging::LogFormat;
 use wasmgate::{
-    CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, Listeners, OutputSource,
+    CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, Listeners, OutputSource, TlsConfig,
 };
 
 /// mimalloc: the per-event path allocates and frees many small buffers
@@ -40,76 +45,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve WebSocket clients with the handlers found in the plugins folder.
-    Serve {
-        /// Public address: WebSocket upgrades, the demo page, health.
-        #[arg(long, env = "WASMGATE_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Control address: reverse push, connection info, admin. Keep it on
-        /// loopback or a private network.
-        #[arg(
-            long,
-            env = "WASMGATE_CONTROL_LISTEN",
-            default_value = "127.0.0.1:8081"
-        )]
-        control_listen: SocketAddr,
-        #[command(flatten)]
-        front_door: FrontDoorArgs,
-        /// Folder with one sub-folder per service, each holding handler.wasm
-        /// (or register/transfer/cleanup.wasm) and an optional service.toml.
-        #[arg(long, env = "WASMGATE_PLUGINS", default_value = "./plugins")]
-        plugins: PathBuf,
-        /// Handler calls running at once across all services (also the
-        /// instance pool size).
-        #[arg(long, env = "WASMGATE_MAX_CONCURRENCY", default_value_t = 256)]
-        max_concurrency: u32,
-        /// Largest memory, in MiB, any handler may grow to (the pool slot size).
-        #[arg(long, env = "WASMGATE_MAX_MEMORY_MB", default_value_t = 512)]
-        max_memory_mb: u64,
-        /// MiB of linear memory and tables all handler instances may hold
-        /// together [default: half the machine's memory].
-        #[arg(long, env = "WASMGATE_MEMORY_BUDGET_MB",
-              value_parser = clap::value_parser!(u64).range(1..))]
-        memory_budget_mb: Option<u64>,
-        /// Folder for compiled handlers, so restarts do not recompile
-        /// [default: $XDG_CACHE_HOME/wasmgate or ~/.cache/wasmgate].
-        #[arg(long, env = "WASMGATE_CACHE_DIR")]
-        cache_dir: Option<PathBuf>,
-        /// Size bound of the compile cache folder, in MiB (least recently
-        /// used entries are deleted first).
-        #[arg(long, env = "WASMGATE_CACHE_MAX_MB", default_value_t = 1024,
-              value_parser = clap::value_parser!(u64).range(1..))]
-        cache_max_mb: u64,
-        /// Largest handler file a service may hold, in MiB; larger ones are
-        /// refused unread.
-        #[arg(long, env = "WASMGATE_MAX_PLUGIN_FILE_MB", default_value_t = 32,
-              value_parser = clap::value_parser!(u64).range(1..=4096))]
-        max_plugin_file_mb: u64,
-        #[command(flatten)]
-        compile: CompileArgs,
-        /// MiB of messages that may wait for clients, every connection's
-        /// outbound queue together (each service's outbound_queue_bytes
-        /// bounds one connection).
-        #[arg(long, env = "WASMGATE_OUTBOUND_BUDGET_MB", default_value_t = 512,
-              value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-        outbound_budget_mb: u64,
-        /// Compile every handler on load; keep nothing on disk.
-        #[arg(long, env = "WASMGATE_NO_CACHE")]
-        no_cache: bool,
-        /// Do not watch the plugins folder (no hot reload).
-        #[arg(long, env = "WASMGATE_NO_WATCH")]
-        no_watch: bool,
-        /// File of the durable key-value store of every service
-        /// [default: $XDG_DATA_HOME/wasmgate/state.redb or
-        /// ~/.local/share/wasmgate/state.redb].
-        #[arg(long, env = "WASMGATE_STATE_FILE")]
-        state_file: Option<PathBuf>,
-        /// Keep the key-value store in memory only: nothing survives a restart.
-        #[arg(long, env = "WASMGATE_MEMORY_STATE", conflicts_with = "state_file")]
-        memory_state: bool,
-        /// Bearer token with which any peer may read GET /metrics on the
-        /// control listener (without it, only local tools may).
-        #[arg(long, env = "WASMGATE_METRICS_TOKEN")]
-        metrics_token: Option<String>,
+    Serve(ServeArgs),
+    /// Work with a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Talk to a WebSocket: each line typed is sent as a text message, each
+    /// message received is printed on its own line.
+    Client {
+        /// ws:// or wss:// URL, e.g. ws://127.0.0.1:8080/ws/echo.
+        url: String,
+        /// PEM file of the CA to trust for wss:// [default: the system's
+        /// CA bundle].
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
     },
     /// Run one handler once on an event file and print its answer and log lines.
     Invoke {
@@ -133,6 +81,103 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file: exit 0 when `serve --config FILE` would
+    /// accept it, 1 with each error's key and line when not.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+/// The flags of `wasmgate serve`; each also an environment variable and a
+/// key of the config file (its name in snake case, in the section the
+/// README's config reference gives).
+#[derive(Args)]
+struct ServeArgs {
+    /// A config file (TOML) holding any of these flags; flags and
+    /// environment variables override it. See `wasmgate config check`.
+    #[arg(long, env = "WASMGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Public address: WebSocket upgrades, the demo page, health.
+    #[arg(long, env = "WASMGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Control address: reverse push, connection info, admin. Keep it on
+    /// loopback or a private network.
+    #[arg(
+        long,
+        env = "WASMGATE_CONTROL_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    control_listen: SocketAddr,
+    #[command(flatten)]
+    front_door: FrontDoorArgs,
+    /// Folder with one sub-folder per service, each holding handler.wasm
+    /// (or register/transfer/cleanup.wasm) and an optional service.toml.
+    #[arg(long, env = "WASMGATE_PLUGINS", default_value = "./plugins")]
+    plugins: PathBuf,
+    /// Handler calls running at once across all services (also the
+    /// instance pool size).
+    #[arg(long, env = "WASMGATE_MAX_CONCURRENCY", default_value_t = 256)]
+    max_concurrency: u32,
+    /// Largest memory, in MiB, any handler may grow to (the pool slot size).
+    #[arg(long, env = "WASMGATE_MAX_MEMORY_MB", default_value_t = 512)]
+    max_memory_mb: u64,
+    /// MiB of linear memory and tables all handler instances may hold
+    /// together [default: half the machine's memory].
+    #[arg(long, env = "WASMGATE_MEMORY_BUDGET_MB",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    memory_budget_mb: Option<u64>,
+    /// Folder for compiled handlers, so restarts do not recompile
+    /// [default: $XDG_CACHE_HOME/wasmgate or ~/.cache/wasmgate].
+    #[arg(long, env = "WASMGATE_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Size bound of the compile cache folder, in MiB (least recently
+    /// used entries are deleted first).
+    #[arg(long, env = "WASMGATE_CACHE_MAX_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    cache_max_mb: u64,
+    /// Largest handler file a service may hold, in MiB; larger ones are
+    /// refused unread.
+    #[arg(long, env = "WASMGATE_MAX_PLUGIN_FILE_MB", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_plugin_file_mb: u64,
+    #[command(flatten)]
+    compile: CompileArgs,
+    /// MiB of messages that may wait for clients, every connection's
+    /// outbound queue together (each service's outbound_queue_bytes
+    /// bounds one connection).
+    #[arg(long, env = "WASMGATE_OUTBOUND_BUDGET_MB", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    outbound_budget_mb: u64,
+    /// Compile every handler on load; keep nothing on disk.
+    #[arg(long, env = "WASMGATE_NO_CACHE")]
+    no_cache: bool,
+    /// Do not watch the plugins folder (no hot reload).
+    #[arg(long, env = "WASMGATE_NO_WATCH")]
+    no_watch: bool,
+    /// File of the durable key-value store of every service
+    /// [default: $XDG_DATA_HOME/wasmgate/state.redb or
+    /// ~/.local/share/wasmgate/state.redb].
+    #[arg(long, env = "WASMGATE_STATE_FILE")]
+    state_file: Option<PathBuf>,
+    /// Keep the key-value store in memory only: nothing survives a restart.
+    #[arg(long, env = "WASMGATE_MEMORY_STATE", conflicts_with = "state_file")]
+    memory_state: bool,
+    /// Certificate chain (PEM) of the public listener: serves wss:// and
+    /// https://, reloaded when the file changes. Needs --tls-key.
+    #[arg(long, env = "WASMGATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "WASMGATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Bearer token with which any peer may read GET /metrics on the
+    /// control listener (without it, only local tools may).
+    #[arg(long, env = "WASMGATE_METRICS_TOKEN")]
+    metrics_token: Option<String>,
+}
+
 /// How handler files are compiled; see the README's security model.
 #[derive(Args)]
 struct CompileArgs {
@@ -152,6 +197,11 @@ struct CompileArgs {
     #[arg(long, env = "WASMGATE_COMPILE_MEMORY_MB", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(256..))]
     compile_memory_mb: u64,
+    /// Milliseconds between the log lines of a compile still running
+    /// (service, file, size, elapsed time).
+    #[arg(long, env = "WASMGATE_COMPILE_PROGRESS_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    compile_progress_ms: u64,
     /// Compile in the gateway's own process instead of a child process
     /// (no memory limit, and a compile past its deadline runs on).
     #[arg(long, env = "WASMGATE_COMPILE_IN_PROCESS")]
@@ -176,6 +226,7 @@ impl CompileArgs {
                 .map_or(defaults.threads, |n| n as usize),
             timeout: std::time::Duration::from_secs(self.compile_timeout_s),
             memory_bytes: self.compile_memory_mb << 20,
+            progress_every: std::time::Duration::from_millis(self.compile_progress_ms),
         })
     }
 }
@@ -237,9 +288,14 @@ impl From<FrontDoorArgs> for FrontDoorConfig {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    wasmgate::logging::init(cli.log_format);
-    match run(cli).await {
+    let result = match parse_command_line() {
+        Ok(cli) => {
+            wasmgate::logging::init(cli.log_format);
+            run(cli).await
+        }
+        Err(error) => Err(error),
+    };
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -248,63 +304,150 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// The command line, with the settings of `serve --config FILE` beneath
+/// it: a key of the file counts only where neither its flag nor its
+/// environment variable is set.
+fn parse_command_line() -> anyhow::Result<Cli> {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let matches = Cli::command().get_matches_from(&args);
+    let file = match matches.subcommand() {
+        Some(("serve", serve)) => match serve.get_one::<PathBuf>("config") {
+            Some(path) => Some((ConfigFile::read(path)?, serve)),
+            None => None,
+        },
+        _ => None,
+    };
+    let Some((file, serve)) = file else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    check_flag_values(&file).map_err(FileError::Keys)?;
+    let given = |id: &str| {
+        matches!(
+            serve.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    // The two ways of choosing the state store exclude each other: one given
+    // on the command line overrides the other in the file.
+    let overridden = |id: &str| match id {
+        "state_file" => given("memory_state"),
+        "memory_state" => given("state_file"),
+        _ => false,
+    };
+    let mut from_file = Vec::new();
+    for setting in &file.settings {
+        if !setting.key.flag || given(setting.key.name) || overridden(setting.key.name) {
+            continue;
+        }
+        from_file.push(OsString::from(match &setting.value {
+            Some(value) => format!("{}={value}", setting.flag()),
+            None => setting.flag(),
+        }));
+    }
+    let reserved: Vec<_> = file
+        .settings
+        .iter()
+        .filter(|setting| !setting.key.flag)
+        .map(|setting| setting.qualified_name())
+        .collect();
+    if !reserved.is_empty() {
+        tracing::info!(path = %file.path.display(), keys = ?reserved, "config file: reserved keys read and checked, not yet used");
+    }
+    // The file's flags go right after the subcommand's name (a global
+    // flag such as --log-format may come before it); flags typed after
+    // them still win, and the file's are only those not typed at all.
+    let at = args
+        .iter()
+        .skip(1)
+        .position(|arg| arg == "serve")
+        .map_or(args.len(), |index| index + 2);
+    args.splice(at..at, from_file);
+    Ok(Cli::from_arg_matches(
+        &Cli::command().try_get_matches_from(&args)?,
+    )?)
+}
+
+/// Checks each value a config file gives a flag with that flag's own
+/// parser, so the file and the command line agree on what is valid.
+fn check_flag_values(file: &ConfigFile) -> Result<(), Vec<KeyError>> {
+    // Environment variables left out: only the file's value is checked.
+    let command =
+        Cli::command().mut_subcommand("serve", |serve| serve.mut_args(|arg| arg.env(None)));
+    let mut errors = Vec::new();
+    for setting in file.settings.iter().filter(|setting| setting.key.flag) {
+        let Some(value) = &setting.value else {
+            continue;
+        };
+        let argv = [
+            "wasmgate".to_owned(),
+            "serve".to_owned(),
+            format!("{}={value}", setting.flag()),
+        ];
+        let Err(error) = command.clone().try_get_matches_from(argv) else {
+            continue;
+        };
+        // Only the value is checked here; what the flag needs beside it
+        // (--tls-key with --tls-cert) is checked with all flags together.
+        if !matches!(
+            error.kind(),
+            clap::error::ErrorKind::InvalidValue | clap::error::ErrorKind::ValueValidation
+        ) {
+            continue;
+        }
+        let message = error.to_string();
+        let first = message.lines().next().unwrap_or_default();
+        errors.push(KeyError {
+            path: file.path.clone(),
+            line: setting.line,
+            key: setting.qualified_name(),
+            message: first.trim_start_matches("error: ").to_owned(),
+        });
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// `wasmgate config check FILE`: 0 and a summary when the file is valid, 1
+/// and every error (each naming its key and line) when not.
+fn config_check(path: &std::path::Path) -> std::process::ExitCode {
+    let checked = ConfigFile::read(path).and_then(|file| {
+        check_flag_values(&file).map_err(FileError::Keys)?;
+        Ok(file)
+    });
+    match checked {
+        Ok(file) => {
+            let reserved: Vec<_> = file
+                .settings
+                .iter()
+                .filter(|setting| !setting.key.flag)
+                .map(|setting| setting.qualified_name())
+                .collect();
+            print!("{}: ok, {} keys", path.display(), file.settings.len());
+            if !reserved.is_empty() {
+                print!(" ({}: reserved, not yet used)", reserved.join(", "));
+            }
+            println!();
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Serve {
-            listen,
-            control_listen,
-            front_door,
-            max_plugin_file_mb,
-            compile,
-            outbound_budget_mb,
-            plugins,
-            max_concurrency,
-            max_memory_mb,
-            memory_budget_mb,
-            cache_dir,
-            cache_max_mb,
-            no_cache,
-            no_watch,
-            state_file,
-            memory_state,
-            metrics_token,
-        } => {
-            let state_file =
-                if memory_state {
-                    None
-                } else {
-                    Some(state_file.or_else(default_state_file).context(
-                        "no HOME or XDG_DATA_HOME for the state file; pass --state-file",
-                    )?)
-                };
-            let cache_dir = if no_cache {
-                None
-            } else {
-                cache_dir.or_else(default_cache_dir)
-            };
-            let listeners = Listeners::bind(listen, control_listen)
-                .await
-                .with_context(|| format!("binding {listen} and {control_listen}"))?;
-            let config = GatewayConfig {
-                max_concurrency,
-                max_memory_mb,
-                memory_budget_bytes: memory_budget_mb
-                    .map_or_else(wasmgate::config::default_memory_budget, |mb| {
-                        usize::try_from(mb << 20).unwrap_or(usize::MAX)
-                    }),
-                cache_dir,
-                cache_max_bytes: cache_max_mb << 20,
-                watch: !no_watch,
-                state_file,
-                front_door: front_door.into(),
-                max_plugin_file_bytes: max_plugin_file_mb << 20,
-                compiler: compile.config()?,
-                outbound_budget_bytes: usize::try_from(outbound_budget_mb << 20)
-                    .unwrap_or(usize::MAX),
-                metrics_token,
-                ..GatewayConfig::new(plugins)
-            };
-            wasmgate::run(listeners, config, shutdown_signal()).await?;
+        Command::Serve(args) => {
+            serve(args).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check { file }) => Ok(config_check(&file)),
+        Command::Client { url, ca_cert } => {
+            wasmgate::client::run(&url, ca_cert.as_deref()).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Compile { max_mb } => {
@@ -341,6 +484,71 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
+/// `wasmgate serve`: binds both listeners and serves until Ctrl-C or SIGTERM.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        config: _,
+        listen,
+        control_listen,
+        front_door,
+        max_plugin_file_mb,
+        compile,
+        outbound_budget_mb,
+        plugins,
+        max_concurrency,
+        max_memory_mb,
+        memory_budget_mb,
+        cache_dir,
+        cache_max_mb,
+        no_cache,
+        no_watch,
+        state_file,
+        memory_state,
+        tls_cert,
+        tls_key,
+        metrics_token,
+    } = args;
+    let state_file = if memory_state {
+        None
+    } else {
+        Some(
+            state_file
+                .or_else(default_state_file)
+                .context("no HOME or XDG_DATA_HOME for the state file; pass --state-file")?,
+        )
+    };
+    let cache_dir = if no_cache {
+        None
+    } else {
+        cache_dir.or_else(default_cache_dir)
+    };
+    let listeners = Listeners::bind(listen, control_listen)
+        .await
+        .with_context(|| format!("binding {listen} and {control_listen}"))?;
+    let config = GatewayConfig {
+        max_concurrency,
+        max_memory_mb,
+        memory_budget_bytes: memory_budget_mb
+            .map_or_else(wasmgate::config::default_memory_budget, |mb| {
+                usize::try_from(mb << 20).unwrap_or(usize::MAX)
+            }),
+        cache_dir,
+        cache_max_bytes: cache_max_mb << 20,
+        watch: !no_watch,
+        state_file,
+        front_door: front_door.into(),
+        max_plugin_file_bytes: max_plugin_file_mb << 20,
+        compiler: compile.config()?,
+        outbound_budget_bytes: usize::try_from(outbound_budget_mb << 20).unwrap_or(usize::MAX),
+        tls: tls_cert
+            .zip(tls_key)
+            .map(|(cert, key)| TlsConfig::new(cert, key)),
+        metrics_token,
+        ..GatewayConfig::new(plugins)
+    };
+    wasmgate::run(listeners, config, shutdown_signal()).await
+}
+
 /// `$XDG_CACHE_HOME/wasmgate`, else `~/.cache/wasmgate`.
 fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
@@ -375,5 +583,35 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmgate::config::file::KEYS;
+
+    #[test]
+    fn every_flag_of_serve_is_a_key_of_the_config_file_and_back() {
+        let command = Cli::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        // Global flags (--log-format) count: serve takes them too.
+        let flags: Vec<&str> = serve
+            .get_arguments()
+            .chain(command.get_arguments().filter(|arg| arg.is_global_set()))
+            .map(|arg| arg.get_id().as_str())
+            .filter(|id| !matches!(*id, "config" | "help" | "version"))
+            .collect();
+        let keys: Vec<&str> = KEYS
+            .iter()
+            .filter(|key| key.flag)
+            .map(|key| key.name)
+            .collect();
+        for flag in &flags {
+            assert!(keys.contains(flag), "--{flag} has no config file key");
+        }
+        for key in &keys {
+            assert!(flags.contains(key), "the config key {key} is no flag");
+        }
     }
 }

@@ -84,7 +84,7 @@ async fn a_file_that_compiles_past_its_deadline_fails_alone_while_the_gateway_se
     let gateway = GatewayProcess::start_listening(
         &plugins,
         &root.join("cache"),
-        &["--compile-timeout-s", "1"],
+        &["--compile-timeout-s", "1", "--compile-progress-ms", "200"],
         &[],
     );
     // It listens before anything has compiled: the public health answers,
@@ -106,6 +106,13 @@ async fn a_file_that_compiles_past_its_deadline_fails_alone_while_the_gateway_se
         Duration::from_secs(1),
     );
     assert!(failure.contains("not done within 1s"), "{failure}");
+    // While it compiled, it said so: which service and file, how big, how
+    // long so far.
+    let bytes = compile_bomb(400_000).len();
+    let progress = gateway.log_lines(&format!(
+        "still compiling service=bomb-deadline file=handler.wasm bytes={bytes} elapsed="
+    ));
+    assert!(!progress.is_empty(), "no progress line");
     assert!(
         gateway
             .log_lines("handler loaded service=victim-deadline")

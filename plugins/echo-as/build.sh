@@ -11,7 +11,7 @@ asc="$root/target/toolchains/assemblyscript/node_modules/.bin/asc"
 
 if [[ ! -x "$asc" ]] || ! command -v node >/dev/null; then
     echo "echo-as: the AssemblyScript toolchain (npm assemblyscript in target/toolchains/assemblyscript, Node.js) is missing: run scripts/setup.sh" >&2
-    exit 1
+    exit 3
 fi
 
 "$asc" echo.ts --runtime stub -O3 --noAssert \

@@ -10,7 +10,7 @@ root="$(cd ../.. && pwd)"
 clang=clang-14
 if ! command -v "$clang" >/dev/null || [[ ! -f /usr/lib/wasm32-wasi/libc.a ]] || ! command -v wasm-ld-14 >/dev/null; then
     echo "echo-c: the C toolchain (clang-14, lld-14, wasi-libc, libclang-rt-14-dev-wasm32) is missing: run scripts/setup.sh" >&2
-    exit 1
+    exit 3
 fi
 
 work="$root/target/plugin-build/echo-c"

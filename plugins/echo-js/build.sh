@@ -9,7 +9,7 @@ node_dir="$root/target/toolchains/node"
 cli="$node_dir/node_modules/@bytecodealliance/componentize-js/src/cli.js"
 if [ ! -f "$cli" ] || ! command -v node >/dev/null 2>&1; then
     echo "echo-js: the JavaScript toolchain (node, componentize-js) is missing; run scripts/setup.sh" >&2
-    exit 1
+    exit 3
 fi
 # The handler and the helper module are copied side by side into a folder
 # under target/, so `import "./wasmgate.js"` resolves.

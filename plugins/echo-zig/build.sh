@@ -9,7 +9,7 @@ python="$root/target/toolchains/zig/bin/python"
 
 if ! "$python" -m ziglang version >/dev/null 2>&1; then
     echo "echo-zig: the Zig toolchain (PyPI ziglang in target/toolchains/zig) is missing: run scripts/setup.sh" >&2
-    exit 1
+    exit 3
 fi
 
 export ZIG_GLOBAL_CACHE_DIR="$root/target/zig-cache"

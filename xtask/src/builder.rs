@@ -137,6 +137,62 @@ fn assemble_wat(dir: &Path, wasm: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Like [`build_plugins`], except that a script plugin whose toolchain is
+/// not installed (its [`BUILD_SCRIPT`] exits with
+/// [`TOOLCHAIN_MISSING`](crate::TOOLCHAIN_MISSING)) is skipped rather than
+/// failing the build: what `scripts/run.sh` builds on a machine with only
+/// Rust. Returns what was built and what was skipped. A script's output is
+/// shown once it ends (and not at all when it was skipped).
+pub fn build_available_plugins(
+    plugins: &[Plugin],
+    target_dir: &Path,
+    destination: &Destination,
+) -> Result<(Vec<BuiltPlugin>, Vec<Plugin>)> {
+    let (scripts, others): (Vec<Plugin>, Vec<Plugin>) = plugins
+        .iter()
+        .cloned()
+        .partition(|plugin| matches!(plugin, Plugin::Script { .. }));
+    let mut built = build_plugins(&others, target_dir, destination)?;
+    let mut skipped = Vec::new();
+    for plugin in scripts {
+        let wasm = destination.path(&plugin);
+        let output =
+            std::path::absolute(&wasm).with_context(|| format!("resolving {}", wasm.display()))?;
+        let dir = plugin.dir().to_owned();
+        let mut command = Command::new("bash");
+        command
+            .arg(BUILD_SCRIPT)
+            .arg(&output)
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        remove_leaking_variables(&mut command);
+        let run = command
+            .output()
+            .with_context(|| format!("running {BUILD_SCRIPT} in {}", dir.display()))?;
+        if run.status.code() == Some(crate::TOOLCHAIN_MISSING) {
+            skipped.push(plugin);
+            continue;
+        }
+        eprint!("{}", String::from_utf8_lossy(&run.stdout));
+        eprint!("{}", String::from_utf8_lossy(&run.stderr));
+        ensure!(
+            run.status.success(),
+            "building script plugin {} failed ({})",
+            dir.display(),
+            run.status
+        );
+        ensure!(
+            fs::read(&output).is_ok_and(|bytes| bytes.starts_with(b"\0asm")),
+            "{}/{BUILD_SCRIPT} wrote no WebAssembly to {}",
+            dir.display(),
+            output.display()
+        );
+        built.push(BuiltPlugin { plugin, wasm });
+    }
+    Ok((built, skipped))
+}
+
 /// Runs the [`BUILD_SCRIPT`] of the script plugin in `dir`, which writes its
 /// handler to `output`, and checks that a WebAssembly file came out.
 fn run_build_script(dir: &Path, output: &Path) -> Result<()> {

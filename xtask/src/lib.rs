@@ -56,7 +56,7 @@ mod componentize;
 #[cfg(test)]
 mod tests;
 
-pub use builder::{build_plugins, ensure_wasm_target};
+pub use builder::{build_available_plugins, build_plugins, ensure_wasm_target};
 pub use cargo_env::cargo_command;
 #[cfg(feature = "componentize")]
 pub use componentize::componentize;
@@ -83,11 +83,14 @@ pub const WAT_FILE: &str = "handler.wat";
 /// plugin folder as working directory, it writes the handler (a component or
 /// a core module) to the absolute path `OUTPUT` and exits with 0, or exits
 /// with non-zero after saying why on standard error. It expects the
-/// toolchains that `scripts/setup.sh` installs and names the missing one
-/// when it does not find it; it writes generated files only to `OUTPUT`'s
+/// toolchains that `scripts/setup.sh` installs and, when it does not find
+/// one, names it and exits with [`TOOLCHAIN_MISSING`]; it writes generated files only to `OUTPUT`'s
 /// folder, to the workspace's `target/` or to the folders in
 /// `GENERATED_NAMES` (e.g. `node_modules`).
 pub const BUILD_SCRIPT: &str = "build.sh";
+
+/// The exit status of a [`BUILD_SCRIPT`] whose toolchain is not installed.
+pub const TOOLCHAIN_MISSING: i32 = 3;
 
 /// The first eight bytes of a WebAssembly component (a core module has
 /// version `01 00 00 00` instead).

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo xtask build-plugins        # plugins/*/       -> plugins/<dir>/handler.wasm
+//! cargo xtask build-plugins --skip-missing-toolchains   # what scripts/run.sh builds
 //! cargo xtask build-test-plugins   # tests/plugins/*/ -> tests/plugins/<dir>/handler.wasm
 //! cargo run -p xtask --features componentize -- componentize CORE.wasm OUT.wasm
 //! ```
@@ -24,6 +25,9 @@ usage: cargo xtask <task>
 tasks:
   build-plugins        build plugins/*/ (Rust crates for wasm32-wasip2, handler.wat,
                        build.sh) into plugins/<dir>/handler.wasm
+  build-plugins --skip-missing-toolchains
+                       the same, skipping script plugins whose toolchain is not
+                       installed (named in one line at the end)
   build-test-plugins   build tests/plugins/*/ into tests/plugins/<dir>/handler.wasm
   componentize CORE OUT
                        wrap the WASI preview-1 core module CORE into a handler
@@ -50,6 +54,9 @@ fn run(args: Vec<String>) -> Result<()> {
         .as_slice()
     {
         ["build-plugins"] => build(&root.join("plugins"), &target_dir),
+        ["build-plugins", "--skip-missing-toolchains"] => {
+            build_available(&root.join("plugins"), &target_dir)
+        }
         ["build-test-plugins"] => build(&root.join("tests").join("plugins"), &target_dir),
         ["componentize", core, out] => componentize(&root, Path::new(core), Path::new(out)),
         [] | ["help" | "-h" | "--help"] => {
@@ -77,6 +84,31 @@ fn build(plugins_dir: &Path, target_dir: &Path) -> Result<()> {
         count(|plugin| matches!(plugin, Plugin::Wat { .. })),
         count(|plugin| matches!(plugin, Plugin::Script { .. }))
     );
+    Ok(())
+}
+
+fn build_available(plugins_dir: &Path, target_dir: &Path) -> Result<()> {
+    let plugins = xtask::find_plugins(&[plugins_dir])?;
+    let (built, skipped) =
+        xtask::build_available_plugins(&plugins, target_dir, &Destination::BesideSources)?;
+    eprintln!("built {} plugin(s)", built.len());
+    if !skipped.is_empty() {
+        let names: Vec<String> = skipped
+            .iter()
+            .map(|plugin| {
+                plugin
+                    .dir()
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        eprintln!(
+            "skipped {} (their toolchains are not installed; scripts/setup.sh installs them)",
+            names.join(", ")
+        );
+    }
     Ok(())
 }
 

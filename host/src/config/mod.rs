@@ -1,7 +1,9 @@
 //! Settings: the gateway-wide [`GatewayConfig`] with its [`FrontDoorConfig`]
 //! (how the listeners admit and time out connections), and the per-service
-//! [`ServiceConfig`] read from `plugins/<service>/service.toml`.
+//! [`ServiceConfig`] read from `plugins/<service>/service.toml`; and the
+//! config file that holds the flags of `wasmgate serve` ([`file`]).
 
+pub mod file;
 mod service;
 
 use std::path::PathBuf;
@@ -58,6 +60,9 @@ pub struct GatewayConfig {
     /// A bearer token that lets any peer read `GET /metrics` on the control
     /// listener; without one only local tools may (loopback, no `Origin`).
     pub metrics_token: Option<String>,
+    /// TLS on the public listener (`wss://`, `https://`); `None` serves
+    /// plain `ws://` and `http://`. The control listener is always plain.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Largest `service.toml`, in bytes.
@@ -82,6 +87,7 @@ impl GatewayConfig {
             compiler: CompilerConfig::default(),
             outbound_budget_bytes: DEFAULT_OUTBOUND_BUDGET_BYTES,
             metrics_token: None,
+            tls: None,
         }
     }
 }
@@ -135,6 +141,31 @@ impl Default for FrontDoorConfig {
     }
 }
 
+/// The public listener's certificate: two PEM files, reloaded when they
+/// change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the two files are looked at for a change.
+    pub reload_interval: Duration,
+}
+
+impl TlsConfig {
+    /// The pair at `cert` and `key`, looked at every 5 seconds: a renewed
+    /// certificate is served within seconds, and a stat of two files costs
+    /// nothing.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            cert: cert.into(),
+            key: key.into(),
+            reload_interval: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Where handler bytes are compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompileMode {
@@ -160,12 +191,15 @@ pub struct CompilerConfig {
     pub timeout: Duration,
     /// Address space of a compiling child process, in bytes.
     pub memory_bytes: u64,
+    /// How often a compile still running logs its progress (service, file,
+    /// size, elapsed time); the first line comes after one period.
+    pub progress_every: Duration,
 }
 
 impl Default for CompilerConfig {
     /// In process; two compiles at a time (one slow file does not hold up
     /// every other service's), each on half the cores (at least one); 120 s;
-    /// 4 GiB.
+    /// 4 GiB; progress every 5 s.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
@@ -174,6 +208,7 @@ impl Default for CompilerConfig {
             threads: cores.div_ceil(2),
             timeout: Duration::from_secs(120),
             memory_bytes: 4 << 30,
+            progress_every: Duration::from_secs(5),
         }
     }
 }

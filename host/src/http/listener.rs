@@ -8,6 +8,10 @@
 //! backs off for a few milliseconds, so no kind of error stalls the loop for
 //! everyone.
 //!
+//! On a TLS listener the handshake comes first, after admission: the
+//! socket's first byte (its ClientHello) within the header timeout, like
+//! any idle socket, then the rest of the handshake within another.
+//!
 //! Each admitted socket is served by hyper with a header timeout (which also
 //! bounds an idle keep-alive connection) and a limit on the request head;
 //! axum's router is the service. A WebSocket upgrade takes the socket, with
@@ -44,7 +48,7 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// How one listener serves its connections.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct ListenerSettings {
     /// `public` or `control`, for log lines.
     pub name: &'static str,
@@ -52,6 +56,8 @@ pub(crate) struct ListenerSettings {
     pub header_timeout: Duration,
     /// Largest request head.
     pub max_head_bytes: usize,
+    /// TLS, on the public listener when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Accepts and serves connections until `shutdown` is cancelled, then
@@ -172,17 +178,39 @@ async fn serve_connection(
     }
     // Boxed: the HTTP connection's state is large, and a task that is
     // still waiting for its first byte should not carry room for it.
-    Box::pin(serve_http(stream, peer, app, settings, shutdown)).await;
+    match settings.tls.clone() {
+        None => Box::pin(serve_http(stream, peer, app, settings, shutdown)).await,
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                done = tokio::time::timeout(settings.header_timeout, acceptor.accept(stream)) => done,
+                _ = shutdown.cancelled() => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => {
+                    Box::pin(serve_http(stream, peer, app, settings, shutdown)).await;
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(listener = settings.name, peer = %peer, %error, "TLS handshake failed");
+                }
+                Err(_) => {
+                    tracing::debug!(listener = settings.name, peer = %peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
 }
 
-/// Serves HTTP on an admitted socket that has begun to send.
-async fn serve_http(
-    stream: Admitted<TcpStream>,
+/// Serves HTTP on an admitted socket that has begun to send (and, on a
+/// TLS listener, finished its handshake).
+async fn serve_http<S>(
+    stream: S,
     peer: SocketAddr,
     app: axum::Router,
     settings: ListenerSettings,
     shutdown: CancellationToken,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(request)

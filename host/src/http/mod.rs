@@ -10,6 +10,8 @@
 //!   private network; a route of one listener is 404 on the other.
 //! - `listener.rs`: each listener's accept loop and HTTP/1 connections, under
 //!   the caps of `admission.rs`.
+//! - `tls.rs`: TLS on the public listener, its certificate reloaded when
+//!   the files change.
 //! - `handshake.rs`, `frame_budget.rs`: the WebSocket handshake, and the
 //!   gateway-wide budget of frames declared but not yet received.
 //!
@@ -22,7 +24,10 @@ mod frame_budget;
 mod handshake;
 mod listener;
 mod public;
+mod tls;
 mod upgrade;
+
+pub use tls::TlsError;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,20 +99,26 @@ pub async fn serve(
     let front = &gateway.config().front_door;
     let public_admission = Admission::new(public_limit(front), front.max_connections_per_ip);
     let control_admission = Admission::new(front.max_control_connections, 0);
-    let settings = |name| ListenerSettings {
+    let stop = CancellationToken::new();
+    let tls = match &gateway.config().tls {
+        Some(config) => Some(tls::acceptor(config, stop.clone())?),
+        None => None,
+    };
+    let settings = |name, tls| ListenerSettings {
         name,
         header_timeout: front.header_timeout,
         max_head_bytes: front.max_request_head_bytes,
+        tls,
     };
     tracing::info!(
         public = %listeners.public.local_addr()?,
         control = %listeners.control.local_addr()?,
         max_connections = public_admission.limit(),
         max_connections_per_ip = front.max_connections_per_ip,
+        tls = tls.is_some(),
         services = ?gateway.services().names(),
         "gateway listening"
     );
-    let stop = CancellationToken::new();
     let signal = gateway.clone();
     let stopping = stop.clone();
     tokio::spawn(async move {
@@ -121,14 +132,14 @@ pub async fn serve(
             listeners.public,
             public_app(gateway.clone()),
             public_admission,
-            settings("public"),
+            settings("public", tls),
             stop.clone(),
         ),
         serve_listener(
             listeners.control,
             control_app(gateway.clone()),
             control_admission,
-            settings("control"),
+            settings("control", None),
             stop.clone(),
         ),
     );

@@ -356,9 +356,21 @@ impl Services {
                 return;
             }
             let started = Instant::now();
-            let compiled = runtime
-                .load_cached(bytes.into(), &hash, cache.as_ref())
-                .await;
+            let size = bytes.len();
+            let compiled = with_progress(
+                runtime.load_cached(bytes.into(), &hash, cache.as_ref()),
+                runtime.compile_progress_every(),
+                |elapsed| {
+                    tracing::info!(
+                        service = %service.name,
+                        %file,
+                        bytes = size,
+                        elapsed = %format_args!("{:.1}s", elapsed.as_secs_f64()),
+                        "still compiling"
+                    );
+                },
+            )
+            .await;
             let compile_ms = started.elapsed().as_millis() as u64;
             crate::metrics::global().handler_loaded(
                 compiled.as_ref().ok().map(|(_, from_cache)| *from_cache),
@@ -494,6 +506,25 @@ fn read_settings(dir: &Path, gateway: &GatewayConfig) -> Result<ServiceConfig, C
             path,
             source: std::io::Error::other(error.to_string()),
         }),
+    }
+}
+
+/// Awaits `work`, calling `report` with the time elapsed once every
+/// `every` while it runs: a long compile at start-up says what it is doing.
+async fn with_progress<F: std::future::Future>(
+    work: F,
+    every: std::time::Duration,
+    report: impl Fn(std::time::Duration),
+) -> F::Output {
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = ticks.tick() => report(started.elapsed()),
+        }
     }
 }
 

@@ -75,6 +75,11 @@ impl Compiler {
         }
     }
 
+    /// How often a compile still running should say so.
+    pub(crate) fn progress_every(&self) -> std::time::Duration {
+        self.config.progress_every
+    }
+
     /// Compiles `bytes` for `engine`, waiting for a place in the queue.
     pub(crate) async fn compile(
         &self,

@@ -281,6 +281,11 @@ impl Runtime {
         Ok((module, false))
     }
 
+    /// How often a compile still running logs its progress.
+    pub(crate) fn compile_progress_every(&self) -> std::time::Duration {
+        self.compiler.progress_every()
+    }
+
     /// Links an already compiled component against the handler world.
     pub fn prepare(&self, component: &Component) -> Result<HandlerModule, LoadError> {
         let instance_pre = self
