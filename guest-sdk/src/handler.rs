@@ -14,8 +14,10 @@ use crate::{Closing, Connecting, Context, DataSend, HandlerError, Registration, 
 ///
 /// The methods are associated functions without `self`: by default the gateway
 /// runs every call in a fresh instance, so nothing survives from one call to
-/// the next. Keep state in a backend and reach clients through
-/// [`push`](crate::push).
+/// the next. Keep state in the service's [`kv`](crate::kv) store (durable,
+/// shared by every call and connection of the service), put connections in
+/// [`groups`](crate::groups) to broadcast to them, and reach one client
+/// through [`push`](crate::push).
 ///
 /// An `Err` from a method, or an event whose JSON cannot be read, fails the
 /// call: the gateway logs the message and refuses the client (register) or
