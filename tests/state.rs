@@ -473,3 +473,103 @@ async fn a_backend_lists_a_groups_members_a_page_at_a_time() {
     drop(clients);
     gateway.shutdown().await;
 }
+
+/// What register learns travels with the connection: the answer's
+/// `attributes` arrive in every transfer and in cleanup, a handler replaces
+/// them, the info route shows them, and bad ones are refused, never kept.
+#[tokio::test]
+async fn attributes_travel_from_register_to_transfer_and_cleanup() {
+    let gateway = TestGateway::start(&[probe("attrs")]).await;
+    let query = r#"{"room":"lobby","user":"u1"}"#;
+    let mut client = gateway
+        .connect(&format!(
+            "attrs?attrs={}",
+            form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
+        ))
+        .await;
+    let id = connection_id(&mut client).await;
+    let attrs: serde_json::Value = serde_json::from_str(&ask(&mut client, "attrs").await).unwrap();
+    assert_eq!(attrs, serde_json::json!({"room": "lobby", "user": "u1"}));
+
+    // A handler replaces them; every later event carries the new ones.
+    assert_eq!(
+        ask(&mut client, r#"set-attrs:{"room":"kitchen","n":[1,2]}"#).await,
+        "result:0"
+    );
+    assert_eq!(
+        ask(&mut client, "attrs").await,
+        r#"{"n":[1,2],"room":"kitchen"}"#
+    );
+    let (_, info) = get_json(&gateway.control_url(&format!(
+        "/push/attrs/{}",
+        form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+    )))
+    .await;
+    assert_eq!(info["connection"]["attributes"]["room"], "kitchen");
+
+    // Bad attributes fail the call and change nothing.
+    assert_eq!(ask(&mut client, "set-attrs:[1,2]").await, "result:2007");
+    assert_eq!(ask(&mut client, "set-attrs:not json").await, "result:2007");
+    let huge = format!(r#"set-attrs:{{"a":"{}"}}"#, "x".repeat(5000));
+    assert_eq!(ask(&mut client, &huge).await, "result:2007");
+    assert_eq!(
+        ask(&mut client, "attrs").await,
+        r#"{"n":[1,2],"room":"kitchen"}"#
+    );
+
+    // Cleanup gets the last ones.
+    client.close(None).await.unwrap();
+    let lines = wait_for_log(
+        &[
+            "cleanup reason=client",
+            &id,
+            "attrs={",
+            "room",
+            "kitchen",
+            "stream=log",
+        ],
+        1,
+    )
+    .await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+
+    // `{}` empties them; none are sent then.
+    let mut plain = gateway.connect("attrs").await;
+    assert_eq!(ask(&mut plain, "attrs").await, "none");
+    assert_eq!(ask(&mut plain, r#"set-attrs:{"a":1}"#).await, "result:0");
+    assert_eq!(ask(&mut plain, "set-attrs:{}").await, "result:0");
+    assert_eq!(ask(&mut plain, "attrs").await, "none");
+
+    // Set during register, they stand when the answer gives none.
+    let mut early = gateway
+        .connect(&format!(
+            "attrs?set-attrs={}",
+            form_urlencoded::byte_serialize(br#"{"from":"register"}"#).collect::<String>()
+        ))
+        .await;
+    assert_eq!(ask(&mut early, "attrs").await, r#"{"from":"register"}"#);
+}
+
+/// A register answer whose attributes are not an object, or too large,
+/// refuses the client (503, 2302) with a log line saying why.
+#[tokio::test]
+async fn bad_attributes_in_a_register_answer_refuse_the_client() {
+    let gateway = TestGateway::start(&[probe("attrs-bad")]).await;
+    for (attrs, why) in [
+        ("[1,2]".to_owned(), "attributes must be a JSON object"),
+        (
+            format!(r#"{{"a":"{}"}}"#, "x".repeat(5000)),
+            "larger than 4096",
+        ),
+    ] {
+        let query = form_urlencoded::byte_serialize(attrs.as_bytes()).collect::<String>();
+        let refusal = upgrade_refusal(&gateway.ws_url(&format!("/ws/attrs-bad?attrs={query}")))
+            .await
+            .expect("refused");
+        assert_eq!((refusal.0, refusal.1["errNo"].as_i64()), (503, Some(2302)));
+        wait_for_log(&["service=attrs-bad", "malformed register answer", why], 1).await;
+    }
+    // The service goes on serving.
+    let mut client = gateway.connect("attrs-bad").await;
+    assert_eq!(ask(&mut client, "echo:still").await, "still");
+}

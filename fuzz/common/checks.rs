@@ -209,8 +209,23 @@ pub fn register_answer(data: &[u8]) {
     let err_no = |json: &Value| struct_field(json, 0, "errNo").and_then(Value::as_i64);
     match (&parsed, &json) {
         (Ok(_), None) => {}
-        (Ok(RegisterAnswer::Accept { protocol }), Some(json)) => {
+        (
+            Ok(RegisterAnswer::Accept {
+                protocol,
+                attributes,
+            }),
+            Some(json),
+        ) => {
             assert_eq!(err_no(json), Some(0));
+            // Attributes are kept as the compact JSON of an object within
+            // the limit, equal to what was sent.
+            if let Some(attributes) = attributes {
+                assert!(attributes.len() <= wasmgate::protocol::MAX_ATTRIBUTES_BYTES);
+                let kept: Value =
+                    serde_json::from_str(attributes).expect("kept attributes are JSON");
+                assert!(kept.is_object());
+                assert_eq!(Some(&kept), struct_field(json, 3, "attributes"));
+            }
             let sent = struct_field(json, 2, "websocket")
                 .and_then(|websocket| struct_field(websocket, 0, "secWebSocketProtocol"))
                 .and_then(Value::as_str)
@@ -252,8 +267,18 @@ fn struct_field<'v>(value: &'v Value, position: usize, name: &str) -> Option<&'v
 /// The JSON a handler would answer to mean `answer`.
 pub fn answer_json(answer: &RegisterAnswer) -> String {
     match answer {
-        RegisterAnswer::Accept { protocol } => {
-            json!({ "errNo": 0, "websocket": { "secWebSocketProtocol": protocol } })
+        RegisterAnswer::Accept {
+            protocol,
+            attributes,
+        } => {
+            let attributes: Option<Value> = attributes
+                .as_deref()
+                .map(|json| serde_json::from_str(json).expect("kept attributes are JSON"));
+            json!({
+                "errNo": 0,
+                "websocket": { "secWebSocketProtocol": protocol },
+                "attributes": attributes,
+            })
         }
         RegisterAnswer::Refuse { code, message } => json!({ "errNo": code, "errMsg": message }),
     }

@@ -1,5 +1,6 @@
 //! The register handler's answer: accept the connection, optionally choosing a
-//! sub-protocol, or refuse it with an `errNo`/`errMsg` pair.
+//! sub-protocol and attaching attributes, or refuse it with an
+//! `errNo`/`errMsg` pair.
 
 use serde::Serialize;
 
@@ -24,6 +25,11 @@ pub enum Registration {
         /// The sub-protocol sent back to the client: one of those it offered
         /// (see [`Connecting::protocols`](crate::Connecting::protocols)).
         protocol: Option<String>,
+        /// Attributes kept with the connection (a JSON object of at most
+        /// 4096 bytes): the gateway sends them as `attributes` in every
+        /// later transfer and cleanup event. See
+        /// [`Registration::with_attributes`].
+        attributes: Option<serde_json::Value>,
     },
     /// Refuse the upgrade; the client gets an HTTP error and no connection
     /// exists.
@@ -43,7 +49,10 @@ impl Registration {
     /// assert!(wasmgate_guest::Registration::accept().is_accept());
     /// ```
     pub fn accept() -> Self {
-        Registration::Accept { protocol: None }
+        Registration::Accept {
+            protocol: None,
+            attributes: None,
+        }
     }
 
     /// Accept the connection and answer the client with this sub-protocol,
@@ -53,11 +62,44 @@ impl Registration {
     /// use wasmgate_guest::Registration;
     ///
     /// let answer = Registration::accept_protocol("chat");
-    /// assert_eq!(answer, Registration::Accept { protocol: Some("chat".into()) });
+    /// assert_eq!(
+    ///     answer,
+    ///     Registration::Accept { protocol: Some("chat".into()), attributes: None },
+    /// );
     /// ```
     pub fn accept_protocol(protocol: impl Into<String>) -> Self {
         Registration::Accept {
             protocol: Some(protocol.into()),
+            attributes: None,
+        }
+    }
+
+    /// Attaches attributes to an accepted connection: what register learned
+    /// (a room from the query string, a user from a token) arrives in every
+    /// later event of the connection as
+    /// [`DataSend::attributes`](crate::DataSend::attributes) and
+    /// [`Closing::attributes`](crate::Closing::attributes), so transfer and
+    /// cleanup need not look it up again. A JSON object of at most 4096
+    /// bytes (compact); anything else makes the gateway refuse the client
+    /// (errNo 2302) and log why. A refusal ignores them.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use wasmgate_guest::Registration;
+    ///
+    /// let answer = Registration::accept().with_attributes(json!({"room": "lobby"}));
+    /// assert_eq!(
+    ///     answer.to_json("id"),
+    ///     r#"{"errNo":0,"errMsg":"ok","websocket":{"action":"connecting","secConnectionID":"id"},"attributes":{"room":"lobby"}}"#,
+    /// );
+    /// ```
+    pub fn with_attributes(self, attributes: serde_json::Value) -> Self {
+        match self {
+            Registration::Accept { protocol, .. } => Registration::Accept {
+                protocol,
+                attributes: Some(attributes),
+            },
+            refuse => refuse,
         }
     }
 
@@ -97,7 +139,10 @@ impl Registration {
     /// ```
     pub fn to_json(&self, connection_id: &str) -> String {
         let answer = match self {
-            Registration::Accept { protocol } => Answer {
+            Registration::Accept {
+                protocol,
+                attributes,
+            } => Answer {
                 err_no: 0,
                 err_msg: "ok",
                 websocket: Some(AnswerWebSocket {
@@ -105,11 +150,13 @@ impl Registration {
                     sec_connection_id: connection_id,
                     sec_websocket_protocol: protocol.as_deref(),
                 }),
+                attributes: attributes.as_ref(),
             },
             Registration::Refuse { err_no, err_msg } => Answer {
                 err_no: if *err_no == 0 { 1 } else { *err_no },
                 err_msg,
                 websocket: None,
+                attributes: None,
             },
         };
         // Only strings and integers: serializing cannot fail.
@@ -126,6 +173,8 @@ struct Answer<'a> {
     err_msg: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     websocket: Option<AnswerWebSocket<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]

@@ -42,6 +42,9 @@ impl GatewayError {
     pub const UNKNOWN_DATA_TYPE: i32 = 2005;
     /// 2006: the message is larger than the service's `max_message_bytes`.
     pub const PAYLOAD_TOO_LARGE: i32 = 2006;
+    /// 2007: attributes that are not a JSON object, or larger than 4096
+    /// bytes.
+    pub const INVALID_ATTRIBUTES: i32 = 2007;
     /// 2101: reverse push with a missing or wrong bearer token (HTTP only).
     pub const UNAUTHORIZED: i32 = 2101;
     /// 2102: reverse push from outside loopback to a service without

@@ -224,6 +224,11 @@ pub struct ConnectingWebSocket {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataSend {
+    /// The attributes the connection's register answer (or a later
+    /// [`set_attributes`](crate::set_attributes)) attached: a JSON object,
+    /// absent when none were set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Value>,
     /// The WebSocket part of the event.
     pub websocket: DataSendWebSocket,
 }
@@ -258,6 +263,7 @@ impl DataSend {
             Payload::Binary(bytes) => (DataType::Binary, BASE64.encode(bytes)),
         };
         Self {
+            attributes: None,
             websocket: DataSendWebSocket {
                 action: "data send".to_owned(),
                 sec_connection_id: connection_id.into(),
@@ -394,6 +400,11 @@ pub enum DataType {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Closing {
+    /// The attributes the connection's register answer (or a later
+    /// [`set_attributes`](crate::set_attributes)) attached: a JSON object,
+    /// absent when none were set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Value>,
     /// The WebSocket part of the event.
     pub websocket: ClosingWebSocket,
 }
@@ -422,6 +433,7 @@ impl Closing {
     /// ```
     pub fn new(connection_id: impl Into<String>) -> Self {
         Self {
+            attributes: None,
             websocket: ClosingWebSocket {
                 action: "closing".to_owned(),
                 sec_connection_id: connection_id.into(),

@@ -124,6 +124,24 @@ pub fn route(request: &str) -> Result<(), GatewayError> {
     imp::route(request)
 }
 
+/// Replaces the attributes of the connection the current call is about:
+/// a JSON object of at most 4096 bytes, sent as `attributes` in every later
+/// transfer and cleanup event of the connection
+/// ([`DataSend::attributes`](crate::DataSend::attributes),
+/// [`Closing::attributes`](crate::Closing::attributes)) and shown by the
+/// connection info route. An empty object removes them. Anything else
+/// fails with errNo 2007 ([`GatewayError::INVALID_ATTRIBUTES`]).
+///
+/// ```no_run
+/// use serde_json::json;
+///
+/// wasmgate_guest::set_attributes(&json!({"room": "kitchen", "user": "u1"}))?;
+/// # Ok::<(), wasmgate_guest::GatewayError>(())
+/// ```
+pub fn set_attributes(attributes: &serde_json::Value) -> Result<(), GatewayError> {
+    imp::set_attributes(&attributes.to_string())
+}
+
 /// Writes a line to the gateway's log, tagged with the service, role, request
 /// id and connection id of the current call.
 ///
@@ -174,6 +192,10 @@ mod imp {
         host::route(request).map_err(gateway_error)
     }
 
+    pub(super) fn set_attributes(attributes: &str) -> Result<(), GatewayError> {
+        host::set_attributes(attributes).map_err(gateway_error)
+    }
+
     pub(super) fn log(level: LogLevel, message: &str) {
         let level = match level {
             LogLevel::Trace => RawLogLevel::Trace,
@@ -210,6 +232,10 @@ mod imp {
     }
 
     pub(super) fn route(_request: &str) -> Result<(), GatewayError> {
+        Err(not_in_gateway())
+    }
+
+    pub(super) fn set_attributes(_attributes: &str) -> Result<(), GatewayError> {
         Err(not_in_gateway())
     }
 

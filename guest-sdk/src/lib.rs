@@ -80,7 +80,7 @@ pub use event::{
     DataSendWebSocket, DataType, RequestContext,
 };
 pub use handler::{dispatch, Handler};
-pub use host::{close, log, push, push_binary, push_text, route, LogLevel};
+pub use host::{close, log, push, push_binary, push_text, route, set_attributes, LogLevel};
 pub use payload::Payload;
 
 /// The bindings generated from `wit/gateway.wit`: the crate's own copy of the

@@ -62,6 +62,8 @@ pub(crate) struct Event {
     pub json: String,
     /// For cleanup: the groups the connection was in.
     pub departed_groups: Option<Vec<Arc<str>>>,
+    /// The connection itself, for `set-attributes`.
+    pub connection: Option<std::sync::Weak<crate::state::Connection>>,
 }
 
 /// A fresh request id.
@@ -212,6 +214,7 @@ impl Gateway {
             request_id,
             json,
             departed_groups,
+            connection,
         } = event;
         let handler = match service.handler(role) {
             Ok(handler) => handler?,
@@ -251,6 +254,7 @@ impl Gateway {
                     max_bytes: config.kv_max_bytes,
                 },
                 departed_groups,
+                connection,
             },
         };
         let outcome = self.inner.runtime.call(&handler.module, spec).await;

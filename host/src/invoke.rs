@@ -75,6 +75,7 @@ async fn run_once(
                 max_bytes: defaults.kv_max_bytes,
             },
             departed_groups: (role == Role::Cleanup).then(Vec::new),
+            connection: None,
         },
     };
     let mut outcome = runtime.call(module, spec).await;

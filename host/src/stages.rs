@@ -83,7 +83,7 @@ impl PerEvent {
 
     /// Stage 1: the transfer event JSON for a text message.
     pub fn build_event(&self, text: &str) -> String {
-        protocol::data_send_event(&self.connection_id, &Payload::Text(text.to_owned()))
+        protocol::data_send_event(&self.connection_id, &Payload::Text(text.to_owned()), None)
     }
 
     /// Stage 2: a fresh store and instance from the handler's `InstancePre`
@@ -160,6 +160,7 @@ impl PerEvent {
                     max_bytes: self.config.kv_max_bytes,
                 },
                 departed_groups: None,
+                connection: None,
             },
         }
     }

@@ -144,12 +144,23 @@ async fn accept(
             query: query_fields(request.query.as_deref()),
         }),
         departed_groups: None,
+        connection: Some(Arc::downgrade(&connection)),
     };
     let protocol = match gateway.call(&service, Role::Register, event).await {
         None => None,
         Some(Err(_)) => return Err(ErrNo::REGISTER_FAILED.error()),
         Some(Ok(answer)) => match RegisterAnswer::parse(&answer) {
-            Ok(RegisterAnswer::Accept { protocol }) => protocol,
+            Ok(RegisterAnswer::Accept {
+                protocol,
+                attributes,
+            }) => {
+                // Given in the answer, they replace any `set-attributes` of
+                // the register call; absent, those stand.
+                if attributes.is_some() {
+                    connection.set_attributes(attributes);
+                }
+                protocol
+            }
             Ok(RegisterAnswer::Refuse { code, message }) => {
                 tracing::info!(service = %service.name, role = %Role::Register, conn = %connection.id, request_id = %request_id, err_no = code, err_msg = %guest_text(&message), "register refused the connection");
                 return Err(ApiError::refused(code, message));

@@ -56,6 +56,14 @@ impl ErrNo {
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload larger than the limit",
     );
+    /// Connection attributes (a register answer's `attributes`, or the
+    /// `set-attributes` host call) that are not a JSON object, or whose
+    /// compact JSON is longer than [`MAX_ATTRIBUTES_BYTES`](crate::protocol::MAX_ATTRIBUTES_BYTES).
+    pub const INVALID_ATTRIBUTES: Self = row(
+        2007,
+        StatusCode::BAD_REQUEST,
+        "attributes must be a JSON object of at most 4096 bytes",
+    );
     /// The service requires a bearer token and none or a wrong one was given.
     pub const UNAUTHORIZED: Self = row(
         2101,
@@ -215,7 +223,7 @@ impl ErrNo {
     );
 
     /// Every row, in number order.
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 35] = [
         Self::OK,
         Self::MALFORMED_JSON,
         Self::MISSING_FIELD,
@@ -223,6 +231,7 @@ impl ErrNo {
         Self::BAD_BASE64,
         Self::UNKNOWN_DATA_TYPE,
         Self::PAYLOAD_TOO_LARGE,
+        Self::INVALID_ATTRIBUTES,
         Self::UNAUTHORIZED,
         Self::FORBIDDEN_REMOTE,
         Self::FORBIDDEN_ADMIN,

@@ -103,8 +103,9 @@ pub fn connecting_event(request: &ConnectingRequest<'_>) -> String {
 
 /// Builds the *data send* event for the transfer handler. Serialized from
 /// borrowed fields (keys in the same sorted order as the other events), as
-/// it is built for every client message.
-pub fn data_send_event(connection_id: &str, payload: &Payload) -> String {
+/// it is built for every client message. `attributes` (compact JSON of an
+/// object) become the top-level `attributes` field.
+pub fn data_send_event(connection_id: &str, payload: &Payload, attributes: Option<&str>) -> String {
     #[derive(serde::Serialize)]
     struct Event<'a> {
         websocket: DataSend<'a>,
@@ -122,7 +123,7 @@ pub fn data_send_event(connection_id: &str, payload: &Payload) -> String {
         Payload::Text(text) => ("text", std::borrow::Cow::Borrowed(text.as_str())),
         Payload::Binary(bytes) => ("binary", std::borrow::Cow::Owned(BASE64.encode(bytes))),
     };
-    serde_json::to_string(&Event {
+    let event = serde_json::to_string(&Event {
         websocket: DataSend {
             action: "data send",
             data: &data,
@@ -130,11 +131,35 @@ pub fn data_send_event(connection_id: &str, payload: &Payload) -> String {
             connection_id,
         },
     })
-    .expect("an event of strings serializes")
+    .expect("an event of strings serializes");
+    with_attributes(event, attributes)
 }
 
-/// Builds the *closing* event for the cleanup handler.
-pub fn closing_event(connection_id: &str, reason: CloseReason, client_code: Option<u16>) -> String {
+/// `event` (a JSON object whose first key sorts after `attributes`) with
+/// `"attributes": <attributes>` as its first field. The attributes are
+/// already checked compact JSON, so they are spliced in, not re-serialized.
+fn with_attributes(event: String, attributes: Option<&str>) -> String {
+    match attributes {
+        None => event,
+        Some(attributes) => {
+            let mut spliced = String::with_capacity(event.len() + attributes.len() + 16);
+            spliced.push_str("{\"attributes\":");
+            spliced.push_str(attributes);
+            spliced.push(',');
+            spliced.push_str(&event[1..]);
+            spliced
+        }
+    }
+}
+
+/// Builds the *closing* event for the cleanup handler, with the
+/// connection's last `attributes` as its top-level `attributes` field.
+pub fn closing_event(
+    connection_id: &str,
+    reason: CloseReason,
+    client_code: Option<u16>,
+    attributes: Option<&str>,
+) -> String {
     let mut websocket = Map::new();
     websocket.insert("action".into(), "closing".into());
     websocket.insert("secConnectionID".into(), connection_id.into());
@@ -142,7 +167,7 @@ pub fn closing_event(connection_id: &str, reason: CloseReason, client_code: Opti
     if let Some(code) = client_code {
         websocket.insert("closeCode".into(), code.into());
     }
-    json!({ "websocket": websocket }).to_string()
+    with_attributes(json!({ "websocket": websocket }).to_string(), attributes)
 }
 
 /// The `headers` field of the *connecting* event: the upgrade request's
@@ -181,16 +206,29 @@ mod tests {
         let event: Value = serde_json::from_str(&data_send_event(
             "id",
             &Payload::Binary(Bytes::from_static(b"\xff")),
+            None,
         ))
         .unwrap();
+        assert!(event.get("attributes").is_none());
         assert_eq!(event["websocket"]["action"], "data send");
         assert_eq!(event["websocket"]["secConnectionID"], "id");
         assert_eq!(event["websocket"]["dataType"], "binary");
         assert_eq!(event["websocket"]["data"], "/w==");
         let closing: Value =
-            serde_json::from_str(&closing_event("id", CloseReason::Client, Some(1000))).unwrap();
+            serde_json::from_str(&closing_event("id", CloseReason::Client, Some(1000), None))
+                .unwrap();
         assert_eq!(closing["websocket"]["closeReason"], "client");
         assert_eq!(closing["websocket"]["closeCode"], 1000);
+        let attributes = r#"{"room":"lobby","n":[1,2]}"#;
+        for event in [
+            data_send_event("id", &Payload::Text("hi".into()), Some(attributes)),
+            closing_event("id", CloseReason::Server, None, Some(attributes)),
+        ] {
+            let event: Value = serde_json::from_str(&event).unwrap();
+            assert_eq!(event["attributes"]["room"], "lobby");
+            assert_eq!(event["attributes"]["n"][1], 2);
+            assert_eq!(event["websocket"]["secConnectionID"], "id");
+        }
     }
 
     #[test]

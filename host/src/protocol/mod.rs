@@ -19,7 +19,10 @@ pub use events::{
     ConnectingRequest, Role,
 };
 pub use push::{max_request_bytes, Payload, PushRequest};
-pub use register::{MalformedAnswer, RegisterAnswer};
+pub use register::{
+    attributes_from_json, attributes_from_value, MalformedAnswer, RegisterAnswer,
+    MAX_ATTRIBUTES_BYTES,
+};
 
 /// Standard Base64, as the contract requires for binary data.
 pub(crate) const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;

@@ -194,8 +194,14 @@ async fn run_cleanup(
     let event = Event {
         connection_id: connection.id.clone(),
         request_id: request_id.clone(),
-        json: protocol::closing_event(&connection.id, ending.reason, ending.client_code),
+        json: protocol::closing_event(
+            &connection.id,
+            ending.reason,
+            ending.client_code,
+            connection.attributes().as_deref(),
+        ),
         departed_groups: Some(departed_groups),
+        connection: Some(Arc::downgrade(connection)),
     };
     // Boxed, like transfer's call: see `transfer`.
     let cleanup = match Box::pin(gateway.call(service, Role::Cleanup, event)).await {
@@ -352,8 +358,13 @@ async fn transfer(
     let event = Event {
         connection_id: connection.id.clone(),
         request_id: request_id.clone(),
-        json: protocol::data_send_event(&connection.id, payload),
+        json: protocol::data_send_event(
+            &connection.id,
+            payload,
+            connection.attributes().as_deref(),
+        ),
         departed_groups: None,
+        connection: Some(Arc::downgrade(connection)),
     };
     // A handler call's future (instantiation, the guest call, host calls)
     // is several KiB; boxed, it is allocated only while the call runs

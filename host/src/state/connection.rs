@@ -79,6 +79,9 @@ pub(crate) struct Connection {
     closing: CancellationToken,
     // A std mutex: set once, read once, never held across an await.
     close_cause: Mutex<Option<CloseCause>>,
+    /// What register (or a later `set-attributes`) attached: compact JSON of
+    /// an object, sent in every later event of the connection.
+    attributes: Mutex<Option<Arc<str>>>,
 }
 
 impl Connection {
@@ -102,8 +105,22 @@ impl Connection {
             outbound: sender,
             closing: CancellationToken::new(),
             close_cause: Mutex::new(None),
+            attributes: Mutex::new(None),
         };
         (connection, receiver)
+    }
+
+    /// The connection's attributes (compact JSON of an object), if any.
+    pub fn attributes(&self) -> Option<Arc<str>> {
+        self.attributes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the connection's attributes (already checked).
+    pub fn set_attributes(&self, attributes: Option<Arc<str>>) {
+        *self.attributes.lock().unwrap_or_else(|e| e.into_inner()) = attributes;
     }
 
     /// Records client activity (for `lastActiveAt`).
@@ -141,6 +158,9 @@ impl Connection {
             groups: groups
                 .map(|groups| groups.iter().map(|g| g.to_string()).collect())
                 .unwrap_or_default(),
+            attributes: self
+                .attributes()
+                .and_then(|json| serde_json::from_str(&json).ok()),
         }
     }
 
@@ -185,6 +205,9 @@ pub struct ConnectionInfo {
     pub last_active_at: u64,
     /// The groups the connection is in, sorted.
     pub groups: Vec<String>,
+    /// The connection's attributes, when register or a handler set them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

@@ -27,6 +27,10 @@ pub(crate) struct StateAccess {
     pub kv_quota: KvQuota,
     /// For cleanup: the groups the connection was in when it ended.
     pub departed_groups: Option<Vec<Arc<str>>>,
+    /// The connection the event is about, for `set-attributes`; none under
+    /// `wasmgate invoke`. Weak: a reused store must not keep a closed
+    /// connection (and its outbound queue) alive until its next event.
+    pub connection: Option<std::sync::Weak<crate::state::Connection>>,
 }
 
 /// Per-store state: WASI (no files, sockets or inherited environment), the

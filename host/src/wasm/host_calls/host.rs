@@ -5,7 +5,7 @@
 use super::bindings::wasmgate::gateway::host::Host;
 use super::{to_payload, to_wit_error, wit};
 use crate::metrics::PushSource;
-use crate::protocol::PushRequest;
+use crate::protocol::{ErrNo, PushRequest};
 use crate::state::route;
 use crate::wasm::capture::{LogLevel, OutputSource};
 use crate::wasm::store::EventState;
@@ -44,6 +44,16 @@ impl Host for EventState {
         let request =
             PushRequest::parse(request.as_bytes(), self.max_message_bytes).map_err(to_wit_error)?;
         self.route_request(request).await
+    }
+
+    fn set_attributes(&mut self, attributes: String) -> Result<(), wit::GatewayError> {
+        let attributes = crate::protocol::attributes_from_json(&attributes)
+            .map_err(|message| to_wit_error(ErrNo::INVALID_ATTRIBUTES.with(message)))?;
+        // Under `wasmgate invoke` there is no connection to keep them.
+        if let Some(connection) = self.state.connection.as_ref().and_then(|c| c.upgrade()) {
+            connection.set_attributes((&*attributes != "{}").then_some(attributes));
+        }
+        Ok(())
     }
 
     fn log(&mut self, level: wit::LogLevel, message: String) {

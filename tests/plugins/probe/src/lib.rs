@@ -20,6 +20,8 @@
 //! | `push=<text>` | pushes `<text>` as text to its own connection, then accepts; a failed push is logged at warn level |
 //! | `join=<group>` | joins its own connection to `<group>` (then goes on) |
 //! | `track=1` | stores the key `conn/<id>` in the service's key-value store (then goes on); cleanup deletes it |
+//! | `set-attrs=<json>` | sets the connection's attributes through the host (then goes on); a failure is logged at warn level as `set-attributes from register: <error>` |
+//! | `attrs=<json>` | accepts with `<json>` as the answer's `attributes` (text that is not JSON is sent as a JSON string) |
 //!
 //! Otherwise it accepts, choosing the first sub-protocol the client offered in
 //! `Sec-WebSocket-Protocol`, if any.
@@ -42,6 +44,8 @@
 //! | `close-other:<id>` | closes connection `<id>`, pushes back `result:<errNo>` |
 //! | `route:<json>` | routes the reverse-push request `<json>`, pushes back `result:<errNo>` |
 //! | `stdout:<x>` | prints `<x>` to stdout and stderr, pushes back `ok` |
+//! | `attrs` | pushes back the event's `attributes` as JSON, or `none` |
+//! | `set-attrs:<json>` | sets the connection's attributes (text that is not JSON is sent as a JSON string), pushes back `result:<errNo>` |
 //! | `info` | pushes back `{"service","role","requestId","connectionId","deadlineMs"}` of its context |
 //! | `env` | pushes back its environment variables as a JSON object |
 //! | `fs` | reads `/` and `/etc/passwd`, pushes back `denied` if both fail, else `allowed` |
@@ -62,9 +66,10 @@
 //!
 //! # cleanup
 //!
-//! Logs `cleanup reason=<closeReason> code=<closeCode> groups=<g1,g2>` at
-//! info level through the host and prints the same line to stdout; a missing
-//! reason or code is written `none`. Deletes the key `conn/<id>` if
+//! Logs `cleanup reason=<closeReason> code=<closeCode> groups=<g1,g2>
+//! attrs=<attributes JSON>` at info level through the host and prints the
+//! same line to stdout; a missing reason, code or attributes is written
+//! `none`. Deletes the key `conn/<id>` if
 //! `track=1` stored it.
 
 use std::collections::BTreeMap;
@@ -126,14 +131,27 @@ impl Handler for Probe {
                 wasmgate_guest::log(LogLevel::Warn, &format!("push from register: {error}"));
             }
         }
-        Ok(match event.protocols().next() {
+        if let Some(json) = event.query("set-attrs") {
+            if let Err(error) = wasmgate_guest::set_attributes(&json_or_string(json)) {
+                wasmgate_guest::log(
+                    LogLevel::Warn,
+                    &format!("set-attributes from register: {error}"),
+                );
+            }
+        }
+        let answer = match event.protocols().next() {
             Some(protocol) => Registration::accept_protocol(protocol),
             None => Registration::accept(),
+        };
+        Ok(match event.query("attrs") {
+            Some(json) => answer.with_attributes(json_or_string(json)),
+            None => answer,
         })
     }
 
     fn transfer(ctx: &Context, event: DataSend) -> Result<(), HandlerError> {
         let me = ctx.connection_id.as_str();
+        let attributes = event.attributes.clone();
         let command = match event.into_payload()? {
             Payload::Text(text) => text,
             binary @ Payload::Binary(_) => return Ok(wasmgate_guest::push(me, binary)?),
@@ -147,6 +165,7 @@ impl Handler for Probe {
             "err" => Err("probe: error requested by transfer".into()),
             "close" => Ok(wasmgate_guest::close(me)?),
             "info" => reply(&info(ctx)),
+            "attrs" => reply(&attributes.map_or_else(|| "none".to_owned(), |a| a.to_string())),
             "groups" => {
                 reply(&serde_json::Value::from(wasmgate_guest::groups::groups_of(me)?).to_string())
             }
@@ -174,6 +193,8 @@ impl Handler for Probe {
                     report(wasmgate_guest::push_text(target, text))
                 } else if let Some(target) = command.strip_prefix("close-other:") {
                     report(wasmgate_guest::close(target))
+                } else if let Some(json) = command.strip_prefix("set-attrs:") {
+                    report(wasmgate_guest::set_attributes(&json_or_string(json)))
                 } else if let Some(request) = command.strip_prefix("route:") {
                     report(wasmgate_guest::route(request))
                 } else if let Some(reply_text) = state_command(me, &command) {
@@ -198,7 +219,11 @@ impl Handler for Probe {
             .map_or_else(|| "none".to_owned(), |code| code.to_string());
         let groups = wasmgate_guest::groups::groups_of(&ctx.connection_id)?.join(",");
         wasmgate_guest::kv::delete(&format!("conn/{}", ctx.connection_id))?;
-        let line = format!("cleanup reason={reason} code={code} groups={groups}");
+        let attrs = event
+            .attributes
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |a| a.to_string());
+        let line = format!("cleanup reason={reason} code={code} groups={groups} attrs={attrs}");
         wasmgate_guest::log(LogLevel::Info, &line);
         println!("{line}");
         Ok(())
@@ -206,6 +231,11 @@ impl Handler for Probe {
 }
 
 wasmgate_guest::handler!(Probe);
+
+/// `text` as JSON, or as a JSON string when it is not JSON.
+fn json_or_string(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::from(text))
+}
 
 /// Burns CPU until the gateway stops the call.
 /// The `overlap:<ms>` command: how many calls were running at once.
