@@ -33,8 +33,10 @@
 //!   and the config file of `wasmgate serve` ([`config::file`]).
 //! - `invoke`: run one handler once from the command line.
 //! - [`client`]: `wasmgate client URL`, a WebSocket from the terminal.
+//! - [`check`]: `wasmgate check FILE` and `wasmgate componentize IN OUT`.
 //! - [`stages`]: the per-event path split into stages, for benchmarks.
 
+pub mod check;
 pub mod client;
 pub mod config;
 mod dispatch;

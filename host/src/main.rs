@@ -59,6 +59,23 @@ enum Command {
         #[arg(long)]
         ca_cert: Option<PathBuf>,
     },
+    /// Check a handler file without running it: whether it fits the handler
+    /// world, its imports and exports, the roles it serves, its size and
+    /// compile time; for one that does not fit, what is missing and the fix.
+    /// Exits 1 when it does not fit.
+    Check {
+        /// The handler file (.wasm: a component or a core module).
+        file: PathBuf,
+    },
+    /// Wrap a core module into a component of the handler world (with the
+    /// WASI preview-1 adapter when it imports preview 1), as the gateway
+    /// does when it loads one.
+    Componentize {
+        /// The core module.
+        input: PathBuf,
+        /// Where to write the component.
+        output: PathBuf,
+    },
     /// Run one handler once on an event file and print its answer and log lines.
     Invoke {
         /// The handler component (.wasm).
@@ -453,6 +470,28 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Compile { max_mb } => {
             let status = wasmgate::wasm::compiler::compile_stdin_to_stdout(max_mb << 20);
             Ok(std::process::ExitCode::from(status as u8))
+        }
+        Command::Check { file } => {
+            let report = wasmgate::check::check(&file)?;
+            println!("{}\n{report}", file.display());
+            Ok(if report.fits() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
+        }
+        Command::Componentize { input, output } => {
+            let (size, adapter) = wasmgate::check::componentize(&input, &output)?;
+            println!(
+                "{}: component of {size} bytes{}",
+                output.display(),
+                if adapter {
+                    ", with the WASI preview-1 adapter"
+                } else {
+                    ""
+                }
+            );
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Invoke {
             file,

@@ -42,7 +42,7 @@ pub fn is_core_module(bytes: &[u8]) -> bool {
 const WASI_PREVIEW1: &str = "wasi_snapshot_preview1";
 
 /// Whether the module imports anything from WASI preview 1.
-fn imports_wasi_preview1(module: &[u8]) -> bool {
+pub(crate) fn imports_wasi_preview1(module: &[u8]) -> bool {
     wasmparser::Parser::new(0)
         .parse_all(module)
         .filter_map(Result::ok)

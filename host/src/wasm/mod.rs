@@ -292,7 +292,19 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(LoadError::Link)?;
-        let pre = HandlerPre::new(instance_pre).map_err(LoadError::Link)?;
+        let pre = HandlerPre::new(instance_pre).map_err(|error| {
+            // A component without the export is almost always a Rust
+            // handler whose `handler!` line is missing.
+            if format!("{error:#}").contains("handle") {
+                LoadError::Link(error.context(
+                    "the component exports no `handle` function of the handler world: \
+                     a Rust handler needs `wasmgate_guest::handler!(YourType);`, other \
+                     languages export `handle` as wit/gateway.wit declares it",
+                ))
+            } else {
+                LoadError::Link(error)
+            }
+        })?;
         Ok(HandlerModule {
             pre,
             pool: Arc::default(),
