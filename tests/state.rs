@@ -573,3 +573,31 @@ async fn bad_attributes_in_a_register_answer_refuse_the_client() {
     let mut client = gateway.connect("attrs-bad").await;
     assert_eq!(ask(&mut client, "echo:still").await, "still");
 }
+
+/// A tally in one call: `list-entries` answers keys with their values and
+/// `get-many` several keys at once, through a real gateway.
+#[tokio::test]
+async fn a_handler_reads_entries_and_many_keys_in_one_call() {
+    let gateway = TestGateway::start(&[probe("kv-many")]).await;
+    let mut client = gateway.connect("kv-many").await;
+    for command in ["kv-set:vote/a=yes", "kv-set:vote/b=no", "kv-set:other=x"] {
+        assert_eq!(ask(&mut client, command).await, "result:0");
+    }
+    assert_eq!(
+        ask(&mut client, "kv-entries:vote/").await,
+        r#"{"vote/a":"yes","vote/b":"no"}"#
+    );
+    assert_eq!(
+        ask(&mut client, "kv-many:vote/b,missing,other").await,
+        r#"["no",null,"x"]"#
+    );
+    let too_many = (0..1001)
+        .map(|i| format!("k{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        ask(&mut client, &format!("kv-many:{too_many}")).await,
+        "result:2409"
+    );
+    assert_eq!(ask(&mut client, "kv-many:vote/a,").await, "result:2401");
+}

@@ -103,6 +103,9 @@ impl GatewayError {
     /// 2408: the write would take the service past `kv_max_bytes` bytes of
     /// keys and values.
     pub const BYTE_QUOTA: i32 = 2408;
+    /// 2409: `get_many` of more than 1000 keys, or of values larger than
+    /// 8 MiB together.
+    pub const READ_TOO_LARGE: i32 = 2409;
 
     /// 2501: the `errNo` a host call answers when the code does not run
     /// inside a gateway, e.g. in a native unit test. The gateway uses the

@@ -84,6 +84,44 @@ pub fn keys(prefix: &str) -> Result<Vec<String>, GatewayError> {
     }
 }
 
+/// One page of keys with their values from [`list_entries`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EntryPage {
+    /// Keys and values in key byte order.
+    pub entries: Vec<(String, Vec<u8>)>,
+    /// Where the next page starts; `None` on the last page.
+    pub cursor: Option<String>,
+}
+
+/// One page of the keys that start with `prefix` with their values, in
+/// byte order, from one snapshot: at most 1000 entries and 8 MiB of values
+/// (at least one entry); pass the previous page's cursor to continue.
+pub fn list_entries(prefix: &str, cursor: Option<&str>) -> Result<EntryPage, GatewayError> {
+    imp::list_entries(prefix, cursor)
+}
+
+/// Every key that starts with `prefix` with its value, reading page after
+/// page (each page one snapshot).
+pub fn entries(prefix: &str) -> Result<Vec<(String, Vec<u8>)>, GatewayError> {
+    let mut entries = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = list_entries(prefix, cursor.as_deref())?;
+        entries.extend(page.entries);
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(entries),
+        }
+    }
+}
+
+/// The values of `keys`, in their order (`None`: absent), from one
+/// snapshot: at most 1000 keys and 8 MiB of values, else
+/// [`GatewayError::READ_TOO_LARGE`].
+pub fn get_many(keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, GatewayError> {
+    imp::get_many(keys)
+}
+
 /// Atomically adds `delta` to the counter at `key` (absent counts as 0);
 /// returns the new value.
 pub fn increment(key: &str, delta: i64) -> Result<i64, GatewayError> {
@@ -102,7 +140,7 @@ pub fn compare_and_swap(
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use super::KeyPage;
+    use super::{EntryPage, KeyPage};
     use crate::bindings::wasmgate::gateway::kv;
     use crate::host::gateway_error;
     use crate::GatewayError;
@@ -135,6 +173,26 @@ mod imp {
         kv::increment(key, delta).map_err(gateway_error)
     }
 
+    pub(super) fn list_entries(
+        prefix: &str,
+        cursor: Option<&str>,
+    ) -> Result<EntryPage, GatewayError> {
+        let page = kv::list_entries(prefix, cursor).map_err(gateway_error)?;
+        Ok(EntryPage {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|entry| (entry.key, entry.value))
+                .collect(),
+            cursor: page.cursor,
+        })
+    }
+
+    pub(super) fn get_many(keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, GatewayError> {
+        let keys: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
+        kv::get_many(&keys).map_err(gateway_error)
+    }
+
     pub(super) fn compare_and_swap(
         key: &str,
         expected: Option<&[u8]>,
@@ -147,7 +205,7 @@ mod imp {
 /// Stand-ins for native builds: there is no gateway to hold the state.
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
-    use super::KeyPage;
+    use super::{EntryPage, KeyPage};
     use crate::host::not_in_gateway;
     use crate::GatewayError;
 
@@ -172,6 +230,17 @@ mod imp {
     }
 
     pub(super) fn increment(_key: &str, _delta: i64) -> Result<i64, GatewayError> {
+        Err(not_in_gateway())
+    }
+
+    pub(super) fn list_entries(
+        _prefix: &str,
+        _cursor: Option<&str>,
+    ) -> Result<EntryPage, GatewayError> {
+        Err(not_in_gateway())
+    }
+
+    pub(super) fn get_many(_keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, GatewayError> {
         Err(not_in_gateway())
     }
 

@@ -214,6 +214,13 @@ impl ErrNo {
         StatusCode::INSUFFICIENT_STORAGE,
         "service is at its byte limit (kv_max_bytes)",
     );
+    /// A key-value read of many keys would answer too much: more than 1000
+    /// keys, or more than 8 MiB of values together.
+    pub const READ_TOO_LARGE: Self = row(
+        2409,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "read too large: at most 1000 keys and 8 MiB of values at once",
+    );
     /// A host call that only exists inside a running gateway (the guest SDK
     /// answers it itself outside one, e.g. in a native unit test).
     pub const NO_GATEWAY: Self = row(
@@ -223,7 +230,7 @@ impl ErrNo {
     );
 
     /// Every row, in number order.
-    pub const ALL: [Self; 35] = [
+    pub const ALL: [Self; 36] = [
         Self::OK,
         Self::MALFORMED_JSON,
         Self::MISSING_FIELD,
@@ -258,6 +265,7 @@ impl ErrNo {
         Self::INVALID_GROUP,
         Self::TOO_MANY_GROUPS,
         Self::BYTE_QUOTA,
+        Self::READ_TOO_LARGE,
         Self::NO_GATEWAY,
     ];
 

@@ -32,6 +32,22 @@ pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most keys returned by one `list-keys` page.
 pub const LIST_PAGE_KEYS: usize = 1000;
 
+/// Most keys one `get_many` reads.
+pub const GET_MANY_KEYS: usize = 1000;
+
+/// Most bytes of values one `get_many` answers, or one page of
+/// `list_entries` holds (a page always holds at least one entry).
+pub const READ_MANY_BYTES: usize = 8 << 20;
+
+/// A page of keys with their values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPage {
+    /// Keys and values, in key byte order.
+    pub entries: Vec<(String, Vec<u8>)>,
+    /// The last key of a full page, to continue after; `None` on the last page.
+    pub cursor: Option<String>,
+}
+
 /// A page of keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyPage {
@@ -93,6 +109,26 @@ pub trait KvBackend: Send + Sync + std::fmt::Debug {
         prefix: &str,
         cursor: Option<&str>,
     ) -> Result<KeyPage, ApiError>;
+
+    /// Keys starting with `prefix` after `cursor`, with their values, in
+    /// byte order: at most [`LIST_PAGE_KEYS`] entries and
+    /// [`READ_MANY_BYTES`] of values (but at least one entry), read from
+    /// one snapshot.
+    async fn list_entries(
+        &self,
+        service: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+    ) -> Result<EntryPage, ApiError>;
+
+    /// The values of `keys` (already checked, at most [`GET_MANY_KEYS`]),
+    /// in their order, from one snapshot: `None` for an absent key. Values
+    /// of more than [`READ_MANY_BYTES`] together fail with errNo 2409.
+    async fn get_many(
+        &self,
+        service: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, ApiError>;
 
     /// Rows and bytes the service holds (expired rows may count until
     /// they are removed).
@@ -205,6 +241,42 @@ impl KvStore {
         cursor: Option<&str>,
     ) -> Result<KeyPage, ApiError> {
         timed("list_keys", self.backend.list_keys(service, prefix, cursor)).await
+    }
+
+    /// Keys of `service` starting with `prefix`, after `cursor`, with their
+    /// values.
+    pub async fn list_entries(
+        &self,
+        service: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+    ) -> Result<EntryPage, ApiError> {
+        timed(
+            "list_entries",
+            self.backend.list_entries(service, prefix, cursor),
+        )
+        .await
+    }
+
+    /// The values of `keys`, in their order (`None`: absent), from one
+    /// snapshot; at most [`GET_MANY_KEYS`] keys and [`READ_MANY_BYTES`] of
+    /// values.
+    pub async fn get_many(
+        &self,
+        service: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, ApiError> {
+        timed("get_many", async {
+            if keys.len() > GET_MANY_KEYS {
+                return Err(ErrNo::READ_TOO_LARGE.with(format_args!(
+                    "{} keys, more than {GET_MANY_KEYS}",
+                    keys.len()
+                )));
+            }
+            keys.iter().try_for_each(|key| check_key(key))?;
+            self.backend.get_many(service, keys).await
+        })
+        .await
     }
 
     /// Rows and bytes `service` holds (expired rows until they are removed).

@@ -293,3 +293,79 @@ async fn a_service_hammering_at_its_key_cap_fails_alone() {
     assert_eq!(kv.usage("attacker").await.unwrap().keys, 100);
     assert_eq!(kv.usage("victim").await.unwrap().keys, 20);
 }
+
+#[tokio::test]
+async fn entries_and_many_keys_come_from_one_read_within_bounds() {
+    let kv = KvStore::in_memory().unwrap();
+    let (a, b) = (svc("a"), svc("b"));
+    for (key, value) in [("vote/x", "1"), ("vote/y", "2"), ("votes", "3")] {
+        kv.set(&a, keys(100), key.into(), value.into(), None)
+            .await
+            .unwrap();
+    }
+    kv.set(&b, keys(100), "vote/z".into(), b"9".to_vec(), None)
+        .await
+        .unwrap();
+    kv.set(
+        &a,
+        keys(100),
+        "vote/gone".into(),
+        b"0".to_vec(),
+        Some(Duration::from_millis(1)),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Another service's key and an expired one are never read.
+    let page = kv.list_entries("a", "vote/", None).await.unwrap();
+    assert_eq!(
+        page.entries,
+        vec![
+            ("vote/x".to_owned(), b"1".to_vec()),
+            ("vote/y".to_owned(), b"2".to_vec())
+        ]
+    );
+    assert_eq!(page.cursor, None);
+    let values = kv
+        .get_many(
+            "a",
+            &[
+                "votes".into(),
+                "vote/z".into(),
+                "vote/gone".into(),
+                "vote/x".into(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        values,
+        vec![Some(b"3".to_vec()), None, None, Some(b"1".to_vec())]
+    );
+    // Bounds: keys checked, at most 1000 of them, and 8 MiB of values.
+    assert_eq!(
+        kv.get_many("a", &[String::new()]).await.unwrap_err().code,
+        2401
+    );
+    let many: Vec<String> = (0..=GET_MANY_KEYS).map(|i| format!("k{i}")).collect();
+    assert_eq!(kv.get_many("a", &many).await.unwrap_err().code, 2409);
+    let big = vec![7u8; MAX_VALUE_BYTES];
+    let count = READ_MANY_BYTES / MAX_VALUE_BYTES + 1;
+    let big_keys: Vec<String> = (0..count).map(|i| format!("big/{i:02}")).collect();
+    for key in &big_keys {
+        kv.set(&a, KvQuota::UNLIMITED, key.clone(), big.clone(), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(kv.get_many("a", &big_keys).await.unwrap_err().code, 2409);
+    // A page of entries stops at the byte bound and goes on from its cursor.
+    let first = kv.list_entries("a", "big/", None).await.unwrap();
+    assert_eq!(first.entries.len(), READ_MANY_BYTES / MAX_VALUE_BYTES);
+    let rest = kv
+        .list_entries("a", "big/", first.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.entries[0].0, big_keys[count - 1]);
+    assert_eq!(rest.cursor, None);
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::bindings::wasmgate::gateway::kv::{Host, KeyPage};
+use super::bindings::wasmgate::gateway::kv::{Entry, EntryPage, Host, KeyPage};
 use super::{to_wit_error, wit};
 use crate::wasm::store::EventState;
 
@@ -62,6 +62,38 @@ impl Host for EventState {
             keys: page.keys,
             cursor: page.cursor,
         })
+    }
+
+    async fn list_entries(
+        &mut self,
+        prefix: String,
+        cursor: Option<String>,
+    ) -> Result<EntryPage, wit::GatewayError> {
+        let page = self
+            .state
+            .kv
+            .list_entries(&self.service, &prefix, cursor.as_deref())
+            .await
+            .map_err(to_wit_error)?;
+        Ok(EntryPage {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|(key, value)| Entry { key, value })
+                .collect(),
+            cursor: page.cursor,
+        })
+    }
+
+    async fn get_many(
+        &mut self,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<Vec<u8>>>, wit::GatewayError> {
+        self.state
+            .kv
+            .get_many(&self.service, &keys)
+            .await
+            .map_err(to_wit_error)
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, wit::GatewayError> {

@@ -30,6 +30,8 @@ pub(crate) mod bindings {
             "wasmgate:gateway/kv.delete": async,
             "wasmgate:gateway/kv.exists": async,
             "wasmgate:gateway/kv.list-keys": async,
+            "wasmgate:gateway/kv.list-entries": async,
+            "wasmgate:gateway/kv.get-many": async,
             "wasmgate:gateway/kv.increment": async,
             "wasmgate:gateway/kv.compare-and-swap": async,
             "wasmgate:gateway/groups.join": async,

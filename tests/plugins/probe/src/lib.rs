@@ -55,6 +55,8 @@
 //! | `kv-get:<key>` | pushes back `value:<value>`, `none`, or `result:<errNo>` |
 //! | `kv-del:<key>` | pushes back `deleted:<true or false>` or `result:<errNo>` |
 //! | `kv-keys:<prefix>` | pushes back the keys with that prefix as a JSON array, or `result:<errNo>` |
+//! | `kv-entries:<prefix>` | pushes back the keys with that prefix and their values as a JSON object, or `result:<errNo>` |
+//! | `kv-many:<k1>,<k2>,…` | pushes back the values as a JSON array (`null` for an absent key), or `result:<errNo>` |
 //! | `kv-incr:<delta>:<key>` | pushes back `counter:<new value>` or `result:<errNo>` |
 //! | `kv-cas:<key>=<expected>=<new>` | `<expected>` empty means absent; pushes back `swapped:<true or false>` or `result:<errNo>` |
 //! | `join:<group>` / `leave:<group>` | its own connection; pushes back `result:<errNo>` |
@@ -282,6 +284,27 @@ fn state_command(me: &str, command: &str) -> Option<String> {
         }),
         "kv-del" => kv::delete(rest).map(|existed| format!("deleted:{existed}")),
         "kv-keys" => kv::keys(rest).map(json),
+        "kv-entries" => kv::entries(rest).map(|entries| {
+            let object: serde_json::Map<String, serde_json::Value> = entries
+                .into_iter()
+                .map(|(key, value)| (key, String::from_utf8_lossy(&value).into()))
+                .collect();
+            serde_json::Value::Object(object).to_string()
+        }),
+        "kv-many" => {
+            let keys: Vec<&str> = rest.split(',').collect();
+            kv::get_many(&keys).map(|values| {
+                let values: Vec<serde_json::Value> = values
+                    .into_iter()
+                    .map(|value| {
+                        value.map_or(serde_json::Value::Null, |v| {
+                            String::from_utf8_lossy(&v).into()
+                        })
+                    })
+                    .collect();
+                serde_json::Value::from(values).to_string()
+            })
+        }
         "kv-incr" => {
             let (delta, key) = rest.split_once(':').unwrap_or(("1", rest));
             kv::increment(key, delta.parse().unwrap_or(1)).map(|n| format!("counter:{n}"))

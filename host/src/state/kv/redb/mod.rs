@@ -41,7 +41,7 @@ use tokio::sync::oneshot;
 use self::apply::{rebuild_index, usage_of};
 use self::writer::{write_loop, Job, WriteOp, Written};
 
-use super::{KeyPage, KvBackend, KvQuota, KvUsage, LIST_PAGE_KEYS};
+use super::{EntryPage, KeyPage, KvBackend, KvQuota, KvUsage, LIST_PAGE_KEYS, READ_MANY_BYTES};
 use crate::protocol::{ApiError, ErrNo};
 use crate::state::now_ms;
 
@@ -210,6 +210,76 @@ impl KvBackend for RedbBackend {
             }
             let cursor = if full { keys.last().cloned() } else { None };
             Ok(KeyPage { keys, cursor })
+        })
+    }
+
+    async fn list_entries(
+        &self,
+        service: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+    ) -> Result<EntryPage, ApiError> {
+        self.read(|table, now| {
+            let start = match cursor {
+                Some(cursor) if cursor >= prefix => cursor,
+                _ => prefix,
+            };
+            let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+            let mut bytes = 0usize;
+            let mut full = false;
+            for entry in table.range((service, start)..).map_err(storage)? {
+                let (key, entry) = entry.map_err(storage)?;
+                let (owner, key) = key.value();
+                if owner != service || !key.starts_with(prefix) {
+                    break;
+                }
+                let (expires_at_ms, value) = entry.value();
+                if Some(key) == cursor || !live(expires_at_ms, now) {
+                    continue;
+                }
+                if entries.len() == LIST_PAGE_KEYS
+                    || (!entries.is_empty() && bytes + value.len() > READ_MANY_BYTES)
+                {
+                    full = true;
+                    break;
+                }
+                bytes += value.len();
+                entries.push((key.to_owned(), value.to_vec()));
+            }
+            let cursor = if full {
+                entries.last().map(|(key, _)| key.clone())
+            } else {
+                None
+            };
+            Ok(EntryPage { entries, cursor })
+        })
+    }
+
+    async fn get_many(
+        &self,
+        service: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, ApiError> {
+        self.read(|table, now| {
+            let mut bytes = 0usize;
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                let value = table
+                    .get((service, key.as_str()))
+                    .map_err(storage)?
+                    .and_then(|entry| {
+                        let (expires_at_ms, value) = entry.value();
+                        live(expires_at_ms, now).then(|| value.to_vec())
+                    });
+                bytes += value.as_ref().map_or(0, Vec::len);
+                if bytes > READ_MANY_BYTES {
+                    return Err(ErrNo::READ_TOO_LARGE.with(format_args!(
+                        "the values are larger than {READ_MANY_BYTES} bytes together"
+                    )));
+                }
+                values.push(value);
+            }
+            Ok(values)
         })
     }
 
