@@ -34,6 +34,7 @@
 //! - `invoke`: run one handler once from the command line.
 //! - [`client`]: `wasmgate client URL`, a WebSocket from the terminal.
 //! - [`check`]: `wasmgate check FILE` and `wasmgate componentize IN OUT`.
+//! - [`scaffold`]: `wasmgate new NAME` and `wasmgate build DIR`.
 //! - [`stages`]: the per-event path split into stages, for benchmarks.
 
 pub mod check;
@@ -46,6 +47,7 @@ pub mod logging;
 pub mod metrics;
 pub mod plugins;
 pub mod protocol;
+pub mod scaffold;
 mod session;
 pub mod stages;
 pub mod state;

@@ -59,6 +59,23 @@ enum Command {
         #[arg(long)]
         ca_cert: Option<PathBuf>,
     },
+    /// Write a new service folder that builds outside this repository: the
+    /// handler, its manifest, the guest SDK and a README.
+    New {
+        /// The folder to create; its name is the service's.
+        name: PathBuf,
+        /// The handler's language (Rust only so far; others point at their
+        /// guide).
+        #[arg(long, default_value = "rust")]
+        lang: String,
+    },
+    /// Build a service folder (cargo for Rust, else its build.sh) and put
+    /// handler.wasm in it.
+    Build {
+        /// The service folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Check a handler file without running it: whether it fits the handler
     /// world, its imports and exports, the roles it serves, its size and
     /// compile time; for one that does not fit, what is missing and the fix.
@@ -470,6 +487,29 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Compile { max_mb } => {
             let status = wasmgate::wasm::compiler::compile_stdin_to_stdout(max_mb << 20);
             Ok(std::process::ExitCode::from(status as u8))
+        }
+        Command::New { name, lang } => {
+            wasmgate::scaffold::new_service(&name, &lang)?;
+            println!(
+                "wrote {}: build it with `wasmgate build {}`",
+                name.display(),
+                name.display()
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Build { dir } => {
+            let handler = wasmgate::scaffold::build_service(&dir)?;
+            let report = wasmgate::check::check(&handler)?;
+            println!(
+                "{}
+{report}",
+                handler.display()
+            );
+            Ok(if report.fits() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
         }
         Command::Check { file } => {
             let report = wasmgate::check::check(&file)?;

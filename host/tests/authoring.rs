@@ -1,8 +1,12 @@
 //! The commands for handler authors, run as the installed binary is:
 //! `wasmgate check FILE` and `wasmgate componentize IN OUT`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::GatewayProcess;
 
 const ECHO_WAT: &str = include_str!("../../plugins/echo-wat/handler.wat");
 
@@ -121,4 +125,77 @@ fn componentize_wraps_a_core_module_as_the_gateway_would() {
     let (ok, out) = wasmgate(&[Path::new("check"), &component]);
     assert!(ok && out.contains("wasi:"), "{out}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A new user's path, outside the checkout: `wasmgate new`, `wasmgate
+/// build`, then a gateway serves the folder and echoes through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_and_build_make_a_service_that_serves_outside_the_repository() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+
+    let root = scratch("new-rust");
+    let plugins = root.join("plugins");
+    let service = plugins.join("hello-new");
+    let (ok, out) = wasmgate(&[Path::new("new"), &service]);
+    assert!(ok, "{out}");
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "README.md",
+        "wasmgate-guest/Cargo.toml",
+        "wasmgate-guest/wit/gateway.wit",
+    ] {
+        assert!(service.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::read_to_string(service.join("README.md"))
+            .unwrap()
+            .lines()
+            .count(),
+        5
+    );
+    // Nothing of the checkout is reachable from the folder: the manifests
+    // name no path outside it.
+    let manifest = std::fs::read_to_string(service.join("Cargo.toml")).unwrap();
+    assert!(!manifest.contains(".."), "{manifest}");
+
+    // The build shares one target folder across runs of this test, so
+    // only the first one compiles the SDK's dependencies.
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/authoring");
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .arg("build")
+        .arg(&service)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run wasmgate build");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("fits the wasmgate:gateway/handler world"),
+        "{text}"
+    );
+    assert!(service.join("handler.wasm").is_file());
+
+    let gateway = GatewayProcess::start(&plugins, &root.join("cache"), &[], &[]);
+    let (mut client, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/hello-new", gateway.public))
+            .await
+            .expect("connect");
+    client
+        .send(tungstenite::Message::text("built elsewhere"))
+        .await
+        .unwrap();
+    let echoed = tokio::time::timeout(std::time::Duration::from_secs(30), client.next())
+        .await
+        .expect("an answer")
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, tungstenite::Message::text("built elsewhere"));
+    drop(gateway);
+    std::fs::remove_dir_all(root).unwrap();
 }
