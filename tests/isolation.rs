@@ -143,10 +143,10 @@ async fn a_service_spinning_in_every_call_it_may_run_leaves_slots_for_another() 
             })
         })
         .collect();
-    // Let the spinner take every slot it may.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // More spinner clients are in than the 7 slots outside the reserve:
-    // without shares they would hold them all.
+    // Let the spinner take every slot it may: more of its clients are in
+    // than the 7 slots outside the reserve (without shares they would hold
+    // them all). Waited for, not timed: a busy machine connects slowly.
+    let _ = wait_for_log(&["service=slots-spinner", "connection opened"], 8).await;
     let spinning = log_lines(&["service=slots-spinner", "connection opened"]).len();
     assert!(spinning >= 8, "only {spinning} spinner clients connected");
     // The victim's calls find slots at once, although the spinner keeps

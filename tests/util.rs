@@ -276,10 +276,16 @@ pub async fn send_text(client: &mut Client, text: &str) {
 /// The next data message (text or binary), skipping pings; fails on close or
 /// after five seconds.
 pub async fn next_message(client: &mut Client) -> Message {
+    next_message_within(client, Duration::from_secs(5)).await
+}
+
+/// Like [`next_message`], waiting up to `within`: for replies that do
+/// heavy work by design, whose time on a busy machine is no measure.
+pub async fn next_message_within(client: &mut Client, within: Duration) -> Message {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(5), client.next())
+        let message = tokio::time::timeout(within, client.next())
             .await
-            .expect("a message within 5 s")
+            .expect("a message in time")
             .expect("connection still open")
             .expect("no protocol error");
         match message {
@@ -292,6 +298,15 @@ pub async fn next_message(client: &mut Client) -> Message {
 /// The next text message.
 pub async fn next_text(client: &mut Client) -> String {
     match next_message(client).await {
+        Message::Text(text) => text.as_str().to_owned(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// Sends `text` and returns the text reply, waiting up to `within`.
+pub async fn ask_within(client: &mut Client, text: &str, within: Duration) -> String {
+    send_text(client, text).await;
+    match next_message_within(client, within).await {
         Message::Text(text) => text.as_str().to_owned(),
         other => panic!("expected a text message, got {other:?}"),
     }
