@@ -90,6 +90,15 @@ async fn a_failed_transfer_closes_with_1011_and_runs_cleanup() {
         assert!(lines[0].contains("reason=error"), "{}", lines[0]);
         let failures = wait_for_log(&["handler call failed", &id, "transfer"], 1).await;
         assert_eq!(failures.len(), 1, "{failures:#?}");
+        if command == "trap" {
+            // The guest's own frames are named, down to the handler's
+            // transfer method.
+            assert!(
+                failures[0].contains("guest backtrace:") && failures[0].contains("transfer"),
+                "{}",
+                failures[0]
+            );
+        }
     }
 }
 

@@ -359,6 +359,36 @@ fn begin_event(store: &mut Store<EventState>, spec: &CallSpec, started: Instant)
     NicedGuard(niced)
 }
 
+/// Guest frames a trap's log line names, innermost first.
+const BACKTRACE_FRAMES: usize = 12;
+
+/// A trap's message with the guest functions it happened in, innermost
+/// first, when the module has a name section (bounded and escaped: the
+/// names are the guest's).
+fn trap_text(trap: &Trap, error: &wasmtime::Error) -> String {
+    let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return trap.to_string();
+    };
+    // Rust names are mangled in the name section; the panic and abort
+    // machinery on top of a Rust panic names nothing of the handler.
+    let frames: Vec<String> = backtrace
+        .frames()
+        .iter()
+        .filter_map(|frame| frame.func_name())
+        .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
+        .skip_while(|name| {
+            ["std::", "core::", "__rustc::", "__rust", "rust_", "abort"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        })
+        .take(BACKTRACE_FRAMES)
+        .collect();
+    if frames.is_empty() {
+        return trap.to_string();
+    }
+    guest_text(&format!("{trap}; guest backtrace: {}", frames.join(" < ")))
+}
+
 /// Turns a wasmtime error into the reason reported for the call.
 fn classify(
     error: wasmtime::Error,
@@ -371,8 +401,8 @@ fn classify(
         Some(Trap::Interrupt) => CallError::Timeout(timeout),
         _ if limit_hit == Some(LimitHit::Service) => CallError::OutOfMemory(memory_limit),
         _ if limit_hit == Some(LimitHit::Gateway) => CallError::GatewayMemory,
-        Some(trap) if !instantiating => CallError::Trap(trap.to_string()),
-        Some(trap) => CallError::Instantiate(trap.to_string()),
+        Some(trap) if !instantiating => CallError::Trap(trap_text(trap, &error)),
+        Some(trap) => CallError::Instantiate(trap_text(trap, &error)),
         // The chain may name guest functions (a backtrace) or carry a
         // guest's text: the log shows it bounded and escaped.
         None if instantiating => CallError::Instantiate(guest_text(&format!("{error:#}"))),
