@@ -2,6 +2,7 @@
 //! gateway, and report its answer, its output and the pushes it made (a
 //! [`Recorder`] stands in for the router).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,13 +11,19 @@ use anyhow::Context as _;
 use crate::config::{GatewayConfig, ServiceConfig};
 use crate::protocol::Role;
 use crate::state::kv::{KvQuota, KvStore};
-use crate::state::Recorder;
+use crate::state::Outbound;
+use crate::state::{Connection, OutboundBudget, OutboundReceiver, QueueBounds, Recorder, Router};
 use crate::wasm::capture::{LogLevel, OutputLine, OutputSource};
 use crate::wasm::{CallOutcome, CallSpec, HandlerModule, Runtime, StateAccess};
 
 /// Runs `file` once with the event JSON `event`. The role comes from the
 /// event's `websocket.action` (`connecting`, `data send`, `closing`).
-pub async fn invoke(file: &Path, event: &str, service: &str) -> anyhow::Result<CallOutcome> {
+pub async fn invoke(
+    file: &Path,
+    event: &str,
+    service: &str,
+    state: Option<&Path>,
+) -> anyhow::Result<CallOutcome> {
     let value: serde_json::Value = serde_json::from_str(event).context("the event is not JSON")?;
     let action = value
         .pointer("/websocket/action")
@@ -39,7 +46,11 @@ pub async fn invoke(file: &Path, event: &str, service: &str) -> anyhow::Result<C
         .load(&bytes)
         .await
         .with_context(|| format!("loading {}", file.display()))?;
-    run_once(&runtime, &module, service, role, connection_id, event).await
+    let kv = match state {
+        Some(path) => KvStore::open(path)?,
+        None => KvStore::in_memory()?,
+    };
+    run_once(&runtime, &module, service, role, connection_id, event, kv).await
 }
 
 /// One call of `module`, with pushes recorded and a fresh in-memory
@@ -51,6 +62,7 @@ async fn run_once(
     role: Role,
     connection_id: Arc<str>,
     event: &str,
+    kv: KvStore,
 ) -> anyhow::Result<CallOutcome> {
     let defaults = ServiceConfig::default();
     let recorder = Arc::new(Recorder::new());
@@ -69,7 +81,7 @@ async fn run_once(
         instance_reuse: 0,
         prepare_next: false,
         state: StateAccess {
-            kv: KvStore::in_memory()?,
+            kv,
             kv_quota: KvQuota {
                 max_keys: defaults.kv_max_keys,
                 max_bytes: defaults.kv_max_bytes,
@@ -86,6 +98,252 @@ async fn run_once(
             text,
         }));
     Ok(outcome)
+}
+
+/// One step of a `wasmgate invoke --script` session.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum ScriptStep {
+    /// A client named `connect` asks to connect (register runs), with a
+    /// query string and headers.
+    Connect {
+        /// The client's name in the script.
+        connect: String,
+        /// Query parameters of the upgrade request.
+        #[serde(default)]
+        query: BTreeMap<String, String>,
+        /// Headers of the upgrade request (names lower-case).
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// Client `send` sends a text message (transfer runs).
+    Send {
+        /// The client's name.
+        send: String,
+        /// The message.
+        text: String,
+    },
+    /// Client `close` closes (cleanup runs).
+    Close {
+        /// The client's name.
+        close: String,
+        /// The close frame's code.
+        #[serde(default)]
+        code: Option<u16>,
+    },
+}
+
+/// A live client of a script session.
+struct ScriptClient {
+    name: String,
+    connection: Arc<Connection>,
+    outbound: OutboundReceiver,
+}
+
+/// Runs `file` through a whole session: each step of `script` (a JSON
+/// array of [`ScriptStep`]s) is an event of a real router, so groups,
+/// pushes, broadcasts, closes and attributes behave as in the gateway.
+/// `state` is the key-value store file (in memory when `None`). Returns the
+/// transcript, one line per event, handler output line and delivery.
+pub async fn invoke_script(
+    file: &Path,
+    script: &str,
+    service: &str,
+    state: Option<&Path>,
+) -> anyhow::Result<Vec<String>> {
+    let steps: Vec<ScriptStep> = serde_json::from_str(script).context(
+        "the script is not a JSON array of steps ({\"connect\"}, {\"send\"}, {\"close\"})",
+    )?;
+    let gateway_config = GatewayConfig {
+        max_concurrency: 4,
+        ..GatewayConfig::new(".")
+    };
+    let runtime = Runtime::new(&gateway_config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let module = runtime
+        .load(&bytes)
+        .await
+        .with_context(|| format!("loading {}", file.display()))?;
+    let kv = match state {
+        Some(path) => KvStore::open(path)?,
+        None => KvStore::in_memory()?,
+    };
+    let router = Router::new(OutboundBudget::new(usize::MAX));
+    let broker: Arc<dyn crate::state::Broker> = Arc::new(router.clone());
+    let service: Arc<str> = service.into();
+    let defaults = ServiceConfig::default();
+    let mut clients: Vec<ScriptClient> = Vec::new();
+    let mut transcript = Vec::new();
+    let call = |role: Role,
+                connection: &Arc<Connection>,
+                event: String,
+                departed_groups: Option<Vec<Arc<str>>>| {
+        let spec = CallSpec {
+            cpu: Arc::default(),
+            service: service.clone(),
+            role,
+            request_id: crate::dispatch::new_request_id(),
+            connection_id: connection.id.clone(),
+            event,
+            timeout: defaults.timeout,
+            memory_limit_bytes: defaults.memory_limit_bytes,
+            env: defaults.env.clone(),
+            broker: broker.clone(),
+            max_message_bytes: defaults.max_message_bytes,
+            instance_reuse: 0,
+            prepare_next: false,
+            state: StateAccess {
+                kv: kv.clone(),
+                kv_quota: KvQuota {
+                    max_keys: defaults.kv_max_keys,
+                    max_bytes: defaults.kv_max_bytes,
+                },
+                departed_groups,
+                connection: Some(Arc::downgrade(connection)),
+            },
+        };
+        runtime.call(&module, spec)
+    };
+    for (number, step) in steps.into_iter().enumerate() {
+        let number = number + 1;
+        match step {
+            ScriptStep::Connect {
+                connect,
+                query,
+                headers,
+            } => {
+                if clients.iter().any(|client| client.name == connect) {
+                    anyhow::bail!("step {number}: {connect} is already connected");
+                }
+                let reservation = router
+                    .reserve(
+                        &service,
+                        std::net::Ipv4Addr::LOCALHOST.into(),
+                        QueueBounds {
+                            messages: defaults.outbound_queue,
+                            bytes: defaults.outbound_queue_bytes,
+                        },
+                        defaults.max_connections,
+                    )
+                    .map_err(|error| anyhow::anyhow!("step {number}: {}", error.message))?;
+                let connection = reservation.connection;
+                transcript.push(format!("{number}. {connect} connects as {}", connection.id));
+                let request_id = crate::dispatch::new_request_id();
+                let event =
+                    crate::protocol::connecting_event(&crate::protocol::ConnectingRequest {
+                        service: &service,
+                        path: &format!("/ws/{service}"),
+                        request_id: &request_id,
+                        connection_id: &connection.id,
+                        source_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                        headers,
+                        query,
+                    });
+                let outcome = call(Role::Register, &connection, event, None).await;
+                record_output(&mut transcript, &outcome);
+                let accepted = match &outcome.result {
+                    Ok(answer) => match crate::protocol::RegisterAnswer::parse(answer) {
+                        Ok(crate::protocol::RegisterAnswer::Accept { attributes, .. }) => {
+                            if attributes.is_some() {
+                                connection.set_attributes(attributes);
+                            }
+                            true
+                        }
+                        Ok(crate::protocol::RegisterAnswer::Refuse { code, message }) => {
+                            transcript.push(format!("   refused: errNo {code} {message}"));
+                            false
+                        }
+                        Err(error) => {
+                            transcript.push(format!("   register failed: {error}"));
+                            false
+                        }
+                    },
+                    Err(error) => {
+                        transcript.push(format!("   register failed: {error}"));
+                        false
+                    }
+                };
+                let client = ScriptClient {
+                    name: connect,
+                    connection,
+                    outbound: reservation.outbound,
+                };
+                if accepted {
+                    clients.push(client);
+                } else {
+                    router.remove(&client.connection);
+                }
+            }
+            ScriptStep::Send { send, text } => {
+                let client = clients
+                    .iter()
+                    .find(|client| client.name == send)
+                    .with_context(|| format!("step {number}: no connected client {send}"))?;
+                transcript.push(format!("{number}. {send} sends {text:?}"));
+                let connection = client.connection.clone();
+                let event = crate::protocol::data_send_event(
+                    &connection.id,
+                    &crate::protocol::Payload::Text(text),
+                    connection.attributes().as_deref(),
+                );
+                let outcome = call(Role::Transfer, &connection, event, None).await;
+                record_output(&mut transcript, &outcome);
+                if let Err(error) = &outcome.result {
+                    transcript.push(format!(
+                        "   transfer failed: {error} (the gateway closes with 1011)"
+                    ));
+                }
+            }
+            ScriptStep::Close { close, code } => {
+                let index = clients
+                    .iter()
+                    .position(|client| client.name == close)
+                    .with_context(|| format!("step {number}: no connected client {close}"))?;
+                let client = clients.remove(index);
+                transcript.push(format!("{number}. {close} closes"));
+                let departed = router.remove(&client.connection);
+                let event = crate::protocol::closing_event(
+                    &client.connection.id,
+                    crate::protocol::CloseReason::Client,
+                    code,
+                    client.connection.attributes().as_deref(),
+                );
+                let outcome = call(Role::Cleanup, &client.connection, event, Some(departed)).await;
+                record_output(&mut transcript, &outcome);
+            }
+        }
+        // What reached each client, in the order it was queued.
+        for client in &mut clients {
+            while let Ok(message) = client.outbound.try_recv() {
+                transcript.push(match message {
+                    Outbound::Text(text) => format!("   -> {}: {:?}", client.name, text.as_str()),
+                    Outbound::Binary(bytes) => {
+                        format!("   -> {}: {} bytes, binary", client.name, bytes.len())
+                    }
+                    Outbound::Ping => continue,
+                });
+            }
+            if let Some(cause) = client.connection.close_cause() {
+                transcript.push(format!(
+                    "   -> {}: closed by the server ({})",
+                    client.name, cause.code
+                ));
+            }
+        }
+    }
+    Ok(transcript)
+}
+
+/// The handler's output lines of one call, indented, into the transcript.
+fn record_output(transcript: &mut Vec<String>, outcome: &CallOutcome) {
+    for line in &outcome.output {
+        let source = match line.source {
+            OutputSource::Stdout => "stdout".to_owned(),
+            OutputSource::Stderr => "stderr".to_owned(),
+            OutputSource::Log(level) => format!("log {level:?}").to_lowercase(),
+        };
+        transcript.push(format!("   [{source}] {}", line.text));
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +363,7 @@ mod tests {
             Role::Transfer,
             "a".into(),
             event,
+            KvStore::in_memory().unwrap(),
         )
         .await
         .unwrap();

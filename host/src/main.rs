@@ -98,8 +98,18 @@ enum Command {
         /// The handler component (.wasm).
         file: PathBuf,
         /// The event JSON file (its websocket.action picks the role).
+        #[arg(long, required_unless_present = "script", conflicts_with = "script")]
+        event: Option<PathBuf>,
+        /// A session: a JSON file holding an array of steps,
+        /// {"connect": NAME, "query": {...}}, {"send": NAME, "text": ...},
+        /// {"close": NAME}, run against a real router (groups, pushes and
+        /// broadcasts as in the gateway); prints what each client receives.
         #[arg(long)]
-        event: PathBuf,
+        script: Option<PathBuf>,
+        /// The key-value store file to use (created if needed) [default: a
+        /// fresh store in memory].
+        #[arg(long)]
+        state: Option<PathBuf>,
         /// The service name the handler sees in its context.
         #[arg(long, default_value = "local")]
         service: String,
@@ -535,12 +545,31 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Invoke {
             file,
-            event,
+            event: None,
+            script: Some(script),
+            state,
             service,
         } => {
+            let script = std::fs::read_to_string(&script)
+                .with_context(|| format!("reading {}", script.display()))?;
+            let transcript =
+                wasmgate::invoke_script(&file, &script, &service, state.as_deref()).await?;
+            for line in transcript {
+                println!("{line}");
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Invoke {
+            file,
+            event,
+            script: _,
+            state,
+            service,
+        } => {
+            let event = event.context("--event or --script")?;
             let event = std::fs::read_to_string(&event)
                 .with_context(|| format!("reading {}", event.display()))?;
-            let outcome = wasmgate::invoke(&file, &event, &service).await?;
+            let outcome = wasmgate::invoke(&file, &event, &service, state.as_deref()).await?;
             for line in &outcome.output {
                 let source = match line.source {
                     OutputSource::Stdout => "stdout".to_owned(),
