@@ -22,10 +22,12 @@ endpoint.
 
 import base64
 import json
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from componentize_py_types import Err
+from wit_world.imports import groups as _groups
 from wit_world.imports import host
+from wit_world.imports import kv as _kv
 from wit_world.imports import types as _types
 
 __all__ = [
@@ -49,20 +51,16 @@ class GatewayError(Exception):
         self.err_msg = err_msg
 
 
-def _call(function: Callable[..., None], *args: Any) -> None:
+def _call(function: Callable[..., Any], *args: Any) -> Any:
     try:
-        function(*args)
+        return function(*args)
     except Err as error:
         raise GatewayError(error.value.err_no, error.value.err_msg) from None
 
 
 def push(connection_id: str, data: Union[str, bytes]) -> None:
     """Sends ``data`` to a connection: ``str`` as a text frame, ``bytes`` as a binary one."""
-    if isinstance(data, str):
-        payload = _types.Payload_Text(data)
-    else:
-        payload = _types.Payload_Binary(bytes(data))
-    _call(host.push, connection_id, payload)
+    _call(host.push, connection_id, _payload(data))
 
 
 def close(connection_id: str) -> None:
@@ -84,6 +82,120 @@ _LEVELS = {
     "warn": _types.LogLevel.WARN,
     "error": _types.LogLevel.ERROR,
 }
+
+
+def set_attributes(attributes: Dict[str, Any]) -> None:
+    """Replaces the attributes of the connection this call is about (a JSON
+    object of at most 4096 bytes), sent in every later event as ``attributes``."""
+    _call(host.set_attributes, json.dumps(attributes))
+
+
+def _payload(data: Union[str, bytes]) -> Any:
+    if isinstance(data, str):
+        return _types.Payload_Text(data)
+    return _types.Payload_Binary(bytes(data))
+
+
+class kv:
+    """The service's durable key-value store (keys ``str``, values ``bytes``)."""
+
+    @staticmethod
+    def get(key: str) -> Optional[bytes]:
+        """The value of ``key``, or ``None`` when it is absent or expired."""
+        return _call(_kv.get, key)
+
+    @staticmethod
+    def set(key: str, value: Union[str, bytes], ttl_ms: Optional[int] = None) -> None:
+        """Sets ``key`` (a ``str`` value is stored as UTF-8); expires after ``ttl_ms``."""
+        if isinstance(value, str):
+            value = value.encode()
+        _call(_kv.set, key, bytes(value), ttl_ms)
+
+    @staticmethod
+    def delete(key: str) -> bool:
+        """Removes ``key``; whether it existed."""
+        return _call(_kv.delete, key)
+
+    @staticmethod
+    def exists(key: str) -> bool:
+        """Whether ``key`` holds a value."""
+        return _call(_kv.exists, key)
+
+    @staticmethod
+    def keys(prefix: str = "") -> List[str]:
+        """Every key starting with ``prefix``, page after page."""
+        keys: List[str] = []
+        cursor = None
+        while True:
+            page = _call(_kv.list_keys, prefix, cursor)
+            keys.extend(page.keys)
+            cursor = page.cursor
+            if cursor is None:
+                return keys
+
+    @staticmethod
+    def entries(prefix: str = "") -> Dict[str, bytes]:
+        """Every key starting with ``prefix`` with its value, page after page."""
+        entries: Dict[str, bytes] = {}
+        cursor = None
+        while True:
+            page = _call(_kv.list_entries, prefix, cursor)
+            for entry in page.entries:
+                entries[entry.key] = entry.value
+            cursor = page.cursor
+            if cursor is None:
+                return entries
+
+    @staticmethod
+    def get_many(keys: List[str]) -> List[Optional[bytes]]:
+        """The values of ``keys`` in their order (``None``: absent), from one snapshot."""
+        return _call(_kv.get_many, list(keys))
+
+    @staticmethod
+    def increment(key: str, delta: int = 1) -> int:
+        """Atomically adds ``delta`` to the counter at ``key``; the new value."""
+        return _call(_kv.increment, key, delta)
+
+    @staticmethod
+    def compare_and_swap(key: str, expected: Optional[bytes], value: bytes) -> bool:
+        """Sets ``key`` to ``value`` if it holds ``expected`` (``None``: absent)."""
+        return _call(_kv.compare_and_swap, key, expected, value)
+
+
+class groups:
+    """Named groups of the service's connections, for broadcast."""
+
+    @staticmethod
+    def join(group: str, connection_id: str) -> None:
+        """Adds a live connection to ``group``."""
+        _call(_groups.join, group, connection_id)
+
+    @staticmethod
+    def leave(group: str, connection_id: str) -> bool:
+        """Takes a connection out of ``group``; whether it was in."""
+        return _call(_groups.leave, group, connection_id)
+
+    @staticmethod
+    def members(group: str) -> List[str]:
+        """Every member of ``group``, sorted, page after page."""
+        members: List[str] = []
+        cursor = None
+        while True:
+            page = _call(_groups.members_page, group, cursor, 1000)
+            members.extend(page.members)
+            cursor = page.cursor
+            if cursor is None:
+                return members
+
+    @staticmethod
+    def groups_of(connection_id: str) -> List[str]:
+        """The groups a connection is in, sorted."""
+        return _call(_groups.groups_of, connection_id)
+
+    @staticmethod
+    def broadcast(group: str, data: Union[str, bytes], except_id: Optional[str] = None) -> int:
+        """Sends ``data`` to every member of ``group`` but ``except_id``; how many it reached."""
+        return _call(_groups.broadcast, group, _payload(data), except_id)
 
 
 def log(message: str, level: str = "info") -> None:
@@ -122,6 +234,8 @@ class Event:
         self.data_type: Optional[str] = websocket.get("dataType")
         #: The client's ``Sec-WebSocket-Protocol`` header, when it sent one.
         self.protocol: Optional[str] = websocket.get("secWebSocketProtocol")
+        #: The connection's attributes (what register attached), or ``None``.
+        self.attributes: Optional[Dict[str, Any]] = event.get("attributes")
         #: Why the connection ended (cleanup), when known.
         self.close_reason: Optional[str] = event.get("closeReason", websocket.get("closeReason"))
 
