@@ -20,6 +20,8 @@
  * @module wasmgate
  */
 import * as host from "wasmgate:gateway/host@0.1.0";
+import * as kvImports from "wasmgate:gateway/kv@0.1.0";
+import * as groupsImports from "wasmgate:gateway/groups@0.1.0";
 
 /** A host call failed; `errNo`/`errMsg` as the reverse-push endpoint answers. */
 export class GatewayError extends Error {
@@ -34,7 +36,7 @@ export class GatewayError extends Error {
 
 function call(fn, ...args) {
   try {
-    fn(...args);
+    return fn(...args);
   } catch (error) {
     const failure = error && (error.payload || error.cause || error);
     if (failure && typeof failure.errNo === "number") {
@@ -51,12 +53,124 @@ function call(fn, ...args) {
  * @param {string | Uint8Array | ArrayBuffer} data
  */
 export function push(connectionId, data) {
-  const payload =
-    typeof data === "string"
-      ? { tag: "text", val: data }
-      : { tag: "binary", val: data instanceof Uint8Array ? data : new Uint8Array(data) };
-  call(host.push, connectionId, payload);
+  call(host.push, connectionId, payloadOf(data));
 }
+
+function payloadOf(data) {
+  return typeof data === "string"
+    ? { tag: "text", val: data }
+    : { tag: "binary", val: bytesOf(data) };
+}
+
+function bytesOf(data) {
+  if (typeof data === "string") return new TextEncoder().encode(data);
+  return data instanceof Uint8Array ? data : new Uint8Array(data);
+}
+
+/**
+ * Replaces the attributes of the connection this call is about (an object
+ * of at most 4096 bytes as JSON); later events carry them as `attributes`.
+ * @param {object} attributes
+ */
+export function setAttributes(attributes) {
+  call(host.setAttributes, JSON.stringify(attributes));
+}
+
+// `delete` is a reserved word: the bindings may name it otherwise.
+const kvDelete = kvImports["delete"] || kvImports["delete$"] || kvImports["delete_"];
+
+/**
+ * The service's durable key-value store: keys are strings, values
+ * Uint8Arrays (a string is stored as UTF-8); counters are numbers.
+ */
+export const kv = {
+  /** The value of `key`, or `undefined` when absent or expired. */
+  get(key) {
+    return call(kvImports.get, key);
+  },
+  /** Sets `key`; with `ttlMs` it expires that many milliseconds from now. */
+  set(key, value, ttlMs) {
+    call(kvImports.set, key, bytesOf(value), ttlMs === undefined ? undefined : BigInt(ttlMs));
+  },
+  /** Removes `key`; whether it existed. */
+  delete(key) {
+    return call(kvDelete, key);
+  },
+  /** Whether `key` holds a value. */
+  exists(key) {
+    return call(kvImports.exists, key);
+  },
+  /** Every key starting with `prefix`, page after page. */
+  keys(prefix = "") {
+    const keys = [];
+    let cursor;
+    do {
+      const page = call(kvImports.listKeys, prefix, cursor);
+      keys.push(...page.keys);
+      cursor = page.cursor;
+    } while (cursor !== undefined && cursor !== null);
+    return keys;
+  },
+  /** Every key starting with `prefix` with its value, as an object. */
+  entries(prefix = "") {
+    const entries = {};
+    let cursor;
+    do {
+      const page = call(kvImports.listEntries, prefix, cursor);
+      for (const entry of page.entries) entries[entry.key] = entry.value;
+      cursor = page.cursor;
+    } while (cursor !== undefined && cursor !== null);
+    return entries;
+  },
+  /** The values of `keys` in their order (`undefined`: absent), one snapshot. */
+  getMany(keys) {
+    return call(kvImports.getMany, keys);
+  },
+  /** Atomically adds `delta` to the counter at `key`; the new value. */
+  increment(key, delta = 1) {
+    return Number(call(kvImports.increment, key, BigInt(delta)));
+  },
+  /** Sets `key` to `value` if it holds `expected` (`undefined`: absent). */
+  compareAndSwap(key, expected, value) {
+    return call(
+      kvImports.compareAndSwap,
+      key,
+      expected === undefined ? undefined : bytesOf(expected),
+      bytesOf(value),
+    );
+  },
+};
+
+/** Named groups of the service's connections, for broadcast. */
+export const groups = {
+  /** Adds a live connection to `group`. */
+  join(group, connectionId) {
+    call(groupsImports.join, group, connectionId);
+  },
+  /** Takes a connection out of `group`; whether it was in. */
+  leave(group, connectionId) {
+    return call(groupsImports.leave, group, connectionId);
+  },
+  /** Every member of `group`, sorted, page after page. */
+  members(group) {
+    const members = [];
+    let cursor;
+    do {
+      const page = call(groupsImports.membersPage, group, cursor, 1000);
+      members.push(...page.members);
+      cursor = page.cursor;
+    } while (cursor !== undefined && cursor !== null);
+    return members;
+  },
+  /** The groups a connection is in, sorted. */
+  groupsOf(connectionId) {
+    return call(groupsImports.groupsOf, connectionId);
+  },
+  /** Sends `data` to every member of `group` but `exceptId`; how many it reached. */
+  broadcast(group, data, exceptId) {
+    return call(groupsImports.broadcast, group, payloadOf(data), exceptId);
+  },
+};
 
 /** Closes a connection of this service; its cleanup handler then runs. */
 export function close(connectionId) {
@@ -101,6 +215,8 @@ export class Event {
     this.dataType = websocket.dataType;
     /** The client's `Sec-WebSocket-Protocol` header, when it sent one. */
     this.protocol = websocket.secWebSocketProtocol;
+    /** The connection's attributes (what register attached), if any. */
+    this.attributes = event.attributes;
   }
 
   /** The message: a string for text, a Uint8Array for binary (Base64 decoded). */
