@@ -104,3 +104,21 @@ async fn a_core_module_importing_wasi_preview1_loads_as_built_and_serves() {
     echoes_everything(&gateway, "wasi-p1-core").await;
     gateway.shutdown().await;
 }
+
+/// The C helper's key-value store and groups, through a real gateway.
+#[tokio::test]
+async fn the_c_helper_reaches_kv_and_groups() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("c-state").handler("echo-c")]).await;
+    let mut a = gateway.connect("c-state").await;
+    let mut b = gateway.connect("c-state").await;
+    assert_eq!(ask(&mut a, "/count").await, "count 1");
+    assert_eq!(ask(&mut b, "/count").await, "count 2");
+    assert_eq!(ask(&mut a, "/join room").await, "joined room");
+    assert_eq!(ask(&mut b, "/join room").await, "joined room");
+    assert_eq!(ask(&mut a, "/members room").await, "2");
+    assert_eq!(ask(&mut a, "/say room hello b").await, "delivered 1");
+    assert_eq!(next_text(&mut b).await, "hello b");
+    assert_eq!(ask(&mut a, "/keys keys/").await, "1 keys, keys/a=1");
+    assert_eq!(ask(&mut a, "/join ").await, "result:2406");
+    assert_eq!(ask(&mut b, "plain").await, "plain");
+}

@@ -95,6 +95,40 @@ int wasmgate_route(wasmgate_str request_json, wasmgate_str *err_msg);
 /* Writes a line to the gateway's log, tagged with the call. */
 void wasmgate_log(wasmgate_log_level level, const char *message);
 
+/* Replaces the attributes of the connection this call is about: a JSON
+ * object of at most 4096 bytes, sent as `attributes` in its later events. */
+int wasmgate_set_attributes(wasmgate_str json, wasmgate_str *err_msg);
+
+/* The key-value store of the service. Each returns 0 or the errNo; buffers
+ * it hands back (values, key and member lists) are malloc()ed: free() them
+ * (a list: each element's ptr, then the array). */
+int wasmgate_kv_get(wasmgate_str key, bool *found, wasmgate_str *value, wasmgate_str *err_msg);
+/* ttl_ms < 0: the key never expires. */
+int wasmgate_kv_set(wasmgate_str key, wasmgate_str value, int64_t ttl_ms, wasmgate_str *err_msg);
+int wasmgate_kv_delete(wasmgate_str key, bool *existed, wasmgate_str *err_msg);
+int wasmgate_kv_exists(wasmgate_str key, bool *exists, wasmgate_str *err_msg);
+int wasmgate_kv_increment(wasmgate_str key, int64_t delta, int64_t *value, wasmgate_str *err_msg);
+/* expected == NULL: swap only if the key is absent. */
+int wasmgate_kv_compare_and_swap(wasmgate_str key, const wasmgate_str *expected, wasmgate_str value,
+                                 bool *swapped, wasmgate_str *err_msg);
+/* One page (at most 1000) of the keys starting with `prefix` after `cursor`
+ * (NULL: the first page); `next` gets the next page's cursor, or len 0 and
+ * ptr NULL on the last page. */
+int wasmgate_kv_list_keys(wasmgate_str prefix, const wasmgate_str *cursor, wasmgate_str **keys,
+                          size_t *count, wasmgate_str *next, wasmgate_str *err_msg);
+
+/* Groups of the service's connections. */
+int wasmgate_groups_join(wasmgate_str group, wasmgate_str connection_id, wasmgate_str *err_msg);
+int wasmgate_groups_leave(wasmgate_str group, wasmgate_str connection_id, bool *was_member,
+                          wasmgate_str *err_msg);
+/* The first 1000 members of `group`, sorted. */
+int wasmgate_groups_members(wasmgate_str group, wasmgate_str **members, size_t *count,
+                            wasmgate_str *err_msg);
+/* To every member of `group` but `except_id` (NULL: none). */
+int wasmgate_groups_broadcast(wasmgate_str group, bool binary, wasmgate_str data,
+                              const wasmgate_str *except_id, uint32_t *delivered,
+                              wasmgate_str *err_msg);
+
 /* Sets the answer JSON of this call (copied). Without it, register answers
  * {"errNo":0,"errMsg":"ok"} and the other roles {}. */
 void wasmgate_answer(const char *json);
@@ -164,6 +198,183 @@ int wasmgate_route(wasmgate_str request, wasmgate_str *err_msg) {
 
 void wasmgate_log(wasmgate_log_level level, const char *message) {
     wasmgate__log((int32_t)level, (const uint8_t *)message, strlen(message));
+}
+
+/* The other imports; see docs/languages/wat.md for their signatures and
+ * result layouts. */
+WASMGATE_IMPORT("set-attributes")
+extern void wasmgate__set_attributes(const uint8_t *, size_t, void *);
+
+#define WASMGATE_KV(name) \
+    __attribute__((import_module("wasmgate:gateway/kv@0.1.0"), import_name(name)))
+#define WASMGATE_GROUPS(name) \
+    __attribute__((import_module("wasmgate:gateway/groups@0.1.0"), import_name(name)))
+
+WASMGATE_KV("get") extern void wasmgate__kv_get(const uint8_t *, size_t, void *);
+WASMGATE_KV("set")
+extern void wasmgate__kv_set(const uint8_t *, size_t, const uint8_t *, size_t, int32_t, int64_t, void *);
+WASMGATE_KV("delete") extern void wasmgate__kv_delete(const uint8_t *, size_t, void *);
+WASMGATE_KV("exists") extern void wasmgate__kv_exists(const uint8_t *, size_t, void *);
+WASMGATE_KV("increment") extern void wasmgate__kv_increment(const uint8_t *, size_t, int64_t, void *);
+WASMGATE_KV("compare-and-swap")
+extern void wasmgate__kv_cas(const uint8_t *, size_t, int32_t, const uint8_t *, size_t,
+                             const uint8_t *, size_t, void *);
+WASMGATE_KV("list-keys")
+extern void wasmgate__kv_list_keys(const uint8_t *, size_t, int32_t, const uint8_t *, size_t, void *);
+WASMGATE_GROUPS("join")
+extern void wasmgate__groups_join(const uint8_t *, size_t, const uint8_t *, size_t, void *);
+WASMGATE_GROUPS("leave")
+extern void wasmgate__groups_leave(const uint8_t *, size_t, const uint8_t *, size_t, void *);
+WASMGATE_GROUPS("members") extern void wasmgate__groups_members(const uint8_t *, size_t, void *);
+WASMGATE_GROUPS("broadcast")
+extern void wasmgate__groups_broadcast(const uint8_t *, size_t, int32_t, const uint8_t *, size_t,
+                                       int32_t, const uint8_t *, size_t, void *);
+
+/* The error case shared by every result: err-no, err-msg. */
+typedef struct {
+    int32_t err_no;
+    const uint8_t *msg_ptr;
+    size_t msg_len;
+} wasmgate__error;
+
+/* A result whose payload is 4-aligned: the tag, then at +4 the payload. */
+typedef struct {
+    uint8_t is_err;
+    union {
+        wasmgate__error err;
+        uint8_t flag;     /* bool */
+        uint32_t number;  /* u32 */
+        struct {
+            uint8_t some;
+            const uint8_t *ptr;
+            size_t len;
+        } value;          /* option<list<u8>> */
+        struct {
+            wasmgate_str *ptr;
+            size_t len;
+            uint8_t has_cursor;
+            const uint8_t *cursor_ptr;
+            size_t cursor_len;
+        } page;           /* key-page; list<string> uses ptr and len only */
+    } u;
+} wasmgate__result4;
+
+/* A result whose payload is 8-aligned (increment's s64). */
+typedef struct {
+    uint8_t is_err;
+    union {
+        wasmgate__error err;
+        int64_t number;
+    } u;
+} wasmgate__result8;
+
+static int wasmgate__error_of(uint8_t is_err, const wasmgate__error *e, wasmgate_str *err_msg) {
+    if (!is_err) return 0;
+    if (err_msg) *err_msg = (wasmgate_str){e->msg_ptr, e->msg_len};
+    return e->err_no ? e->err_no : -1;
+}
+
+int wasmgate_set_attributes(wasmgate_str json, wasmgate_str *err_msg) {
+    wasmgate__host_result r;
+    wasmgate__set_attributes(json.ptr, json.len, &r);
+    return wasmgate__result(&r, err_msg);
+}
+
+int wasmgate_kv_get(wasmgate_str key, bool *found, wasmgate_str *value, wasmgate_str *err_msg) {
+    wasmgate__result4 r;
+    wasmgate__kv_get(key.ptr, key.len, &r);
+    if (r.is_err) return wasmgate__error_of(1, &r.u.err, err_msg);
+    *found = r.u.value.some != 0;
+    *value = *found ? (wasmgate_str){r.u.value.ptr, r.u.value.len} : (wasmgate_str){0, 0};
+    return 0;
+}
+
+int wasmgate_kv_set(wasmgate_str key, wasmgate_str value, int64_t ttl_ms, wasmgate_str *err_msg) {
+    wasmgate__host_result r;
+    wasmgate__kv_set(key.ptr, key.len, value.ptr, value.len, ttl_ms >= 0, ttl_ms >= 0 ? ttl_ms : 0, &r);
+    return wasmgate__result(&r, err_msg);
+}
+
+static int wasmgate__flag(wasmgate__result4 *r, bool *out, wasmgate_str *err_msg) {
+    if (r->is_err) return wasmgate__error_of(1, &r->u.err, err_msg);
+    if (out) *out = r->u.flag != 0;
+    return 0;
+}
+
+int wasmgate_kv_delete(wasmgate_str key, bool *existed, wasmgate_str *err_msg) {
+    wasmgate__result4 r;
+    wasmgate__kv_delete(key.ptr, key.len, &r);
+    return wasmgate__flag(&r, existed, err_msg);
+}
+
+int wasmgate_kv_exists(wasmgate_str key, bool *exists, wasmgate_str *err_msg) {
+    wasmgate__result4 r;
+    wasmgate__kv_exists(key.ptr, key.len, &r);
+    return wasmgate__flag(&r, exists, err_msg);
+}
+
+int wasmgate_kv_increment(wasmgate_str key, int64_t delta, int64_t *value, wasmgate_str *err_msg) {
+    wasmgate__result8 r;
+    wasmgate__kv_increment(key.ptr, key.len, delta, &r);
+    if (r.is_err) return wasmgate__error_of(1, &r.u.err, err_msg);
+    if (value) *value = r.u.number;
+    return 0;
+}
+
+int wasmgate_kv_compare_and_swap(wasmgate_str key, const wasmgate_str *expected, wasmgate_str value,
+                                 bool *swapped, wasmgate_str *err_msg) {
+    wasmgate__result4 r;
+    wasmgate__kv_cas(key.ptr, key.len, expected != NULL, expected ? expected->ptr : NULL,
+                     expected ? expected->len : 0, value.ptr, value.len, &r);
+    return wasmgate__flag(&r, swapped, err_msg);
+}
+
+int wasmgate_kv_list_keys(wasmgate_str prefix, const wasmgate_str *cursor, wasmgate_str **keys,
+                          size_t *count, wasmgate_str *next, wasmgate_str *err_msg) {
+    wasmgate__result4 r;
+    wasmgate__kv_list_keys(prefix.ptr, prefix.len, cursor != NULL, cursor ? cursor->ptr : NULL,
+                           cursor ? cursor->len : 0, &r);
+    if (r.is_err) return wasmgate__error_of(1, &r.u.err, err_msg);
+    *keys = r.u.page.ptr;
+    *count = r.u.page.len;
+    if (next)
+        *next = r.u.page.has_cursor ? (wasmgate_str){r.u.page.cursor_ptr, r.u.page.cursor_len}
+                                    : (wasmgate_str){0, 0};
+    return 0;
+}
+
+int wasmgate_groups_join(wasmgate_str group, wasmgate_str id, wasmgate_str *err_msg) {
+    wasmgate__host_result r;
+    wasmgate__groups_join(group.ptr, group.len, id.ptr, id.len, &r);
+    return wasmgate__result(&r, err_msg);
+}
+
+int wasmgate_groups_leave(wasmgate_str group, wasmgate_str id, bool *was_member, wasmgate_str *err_msg) {
+    wasmgate__result4 r;
+    wasmgate__groups_leave(group.ptr, group.len, id.ptr, id.len, &r);
+    return wasmgate__flag(&r, was_member, err_msg);
+}
+
+int wasmgate_groups_members(wasmgate_str group, wasmgate_str **members, size_t *count,
+                            wasmgate_str *err_msg) {
+    wasmgate__result4 r;
+    wasmgate__groups_members(group.ptr, group.len, &r);
+    if (r.is_err) return wasmgate__error_of(1, &r.u.err, err_msg);
+    *members = r.u.page.ptr;
+    *count = r.u.page.len;
+    return 0;
+}
+
+int wasmgate_groups_broadcast(wasmgate_str group, bool binary, wasmgate_str data,
+                              const wasmgate_str *except_id, uint32_t *delivered,
+                              wasmgate_str *err_msg) {
+    wasmgate__result4 r;
+    wasmgate__groups_broadcast(group.ptr, group.len, binary ? 1 : 0, data.ptr, data.len,
+                               except_id != NULL, except_id ? except_id->ptr : NULL,
+                               except_id ? except_id->len : 0, &r);
+    if (r.is_err) return wasmgate__error_of(1, &r.u.err, err_msg);
+    if (delivered) *delivered = r.u.number;
+    return 0;
 }
 
 /* Memory the host fills with the call's strings. */
