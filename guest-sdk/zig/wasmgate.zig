@@ -101,6 +101,119 @@ pub fn log(level: LogLevel, message: []const u8) void {
     host.log(@intFromEnum(level), ptr(message), message.len);
 }
 
+/// Replaces the attributes of the connection this call is about: a JSON
+/// object of at most 4096 bytes, sent as `attributes` in its later events.
+pub fn setAttributes(json: []const u8) GatewayError!void {
+    var result: HostResult = undefined;
+    state.set_attributes(ptr(json), json.len, &result);
+    return check(result);
+}
+
+/// The other imports; see docs/languages/wat.md for their signatures and
+/// result layouts.
+const state = struct {
+    extern "wasmgate:gateway/host@0.1.0" fn @"set-attributes"(json: [*]const u8, len: usize, ret: *HostResult) void;
+    const set_attributes = @"set-attributes";
+    extern "wasmgate:gateway/kv@0.1.0" fn get(key: [*]const u8, len: usize, ret: *Result4) void;
+    extern "wasmgate:gateway/kv@0.1.0" fn set(key: [*]const u8, len: usize, value: [*]const u8, value_len: usize, has_ttl: i32, ttl: i64, ret: *HostResult) void;
+    extern "wasmgate:gateway/kv@0.1.0" fn delete(key: [*]const u8, len: usize, ret: *Result4) void;
+    extern "wasmgate:gateway/kv@0.1.0" fn increment(key: [*]const u8, len: usize, delta: i64, ret: *Result8) void;
+    extern "wasmgate:gateway/groups@0.1.0" fn join(group: [*]const u8, len: usize, id: [*]const u8, id_len: usize, ret: *HostResult) void;
+    extern "wasmgate:gateway/groups@0.1.0" fn leave(group: [*]const u8, len: usize, id: [*]const u8, id_len: usize, ret: *Result4) void;
+    extern "wasmgate:gateway/groups@0.1.0" fn members(group: [*]const u8, len: usize, ret: *Result4) void;
+    extern "wasmgate:gateway/groups@0.1.0" fn broadcast(group: [*]const u8, len: usize, tag: i32, data: [*]const u8, data_len: usize, has_except: i32, except: [*]const u8, except_len: usize, ret: *Result4) void;
+};
+
+/// A string or byte list the host wrote into memory: pointer, length.
+const Slice = extern struct { ptr: [*]const u8, len: usize };
+
+/// A result whose payload is 4-aligned: the tag, then at +4 the payload
+/// (`a`..`d` are its words: err-no or a value, then pointers and lengths).
+const Result4 = extern struct { is_err: u8, a: u32, b: usize, c: usize };
+/// A result whose payload is 8-aligned (`increment`'s s64).
+const Result8 = extern struct { is_err: u8, value: i64, msg_len: usize };
+
+fn failed4(result: Result4) GatewayError {
+    last_error = .{ .err_no = @bitCast(result.a), .err_msg = @as([*]const u8, @ptrFromInt(result.b))[0..result.c] };
+    return error.Gateway;
+}
+
+/// The service's key-value store.
+pub const kv = struct {
+    /// The value of `key` (memory of the instance), or null when absent.
+    pub fn get(key: []const u8) GatewayError!?[]const u8 {
+        var result: Result4 = undefined;
+        state.get(ptr(key), key.len, &result);
+        if (result.is_err != 0) return failed4(result);
+        if (result.a & 0xff == 0) return null;
+        return @as([*]const u8, @ptrFromInt(result.b))[0..result.c];
+    }
+
+    /// Sets `key`; with `ttl_ms` it expires that many milliseconds from now.
+    pub fn set(key: []const u8, value: []const u8, ttl_ms: ?u64) GatewayError!void {
+        var result: HostResult = undefined;
+        state.set(ptr(key), key.len, ptr(value), value.len, @intFromBool(ttl_ms != null), @bitCast(ttl_ms orelse 0), &result);
+        return check(result);
+    }
+
+    /// Removes `key`; whether it existed.
+    pub fn delete(key: []const u8) GatewayError!bool {
+        var result: Result4 = undefined;
+        state.delete(ptr(key), key.len, &result);
+        if (result.is_err != 0) return failed4(result);
+        return result.a & 0xff != 0;
+    }
+
+    /// Atomically adds `delta` to the counter at `key`; the new value.
+    pub fn increment(key: []const u8, delta: i64) GatewayError!i64 {
+        var result: Result8 = undefined;
+        state.increment(ptr(key), key.len, delta, &result);
+        if (result.is_err != 0) {
+            // The error's fields sit at +8 (err-no), +12 and +16 (message).
+            const words: [*]const u32 = @ptrCast(@alignCast(&result));
+            last_error = .{ .err_no = @bitCast(words[2]), .err_msg = @as([*]const u8, @ptrFromInt(words[3]))[0..words[4]] };
+            return error.Gateway;
+        }
+        return result.value;
+    }
+};
+
+/// Groups of the service's connections.
+pub const groups = struct {
+    /// Adds a live connection to `group`.
+    pub fn join(group: []const u8, connection_id: []const u8) GatewayError!void {
+        var result: HostResult = undefined;
+        state.join(ptr(group), group.len, ptr(connection_id), connection_id.len, &result);
+        return check(result);
+    }
+
+    /// Takes a connection out of `group`; whether it was in.
+    pub fn leave(group: []const u8, connection_id: []const u8) GatewayError!bool {
+        var result: Result4 = undefined;
+        state.leave(ptr(group), group.len, ptr(connection_id), connection_id.len, &result);
+        if (result.is_err != 0) return failed4(result);
+        return result.a & 0xff != 0;
+    }
+
+    /// The first 1000 members of `group`, sorted (memory of the instance).
+    pub fn members(group: []const u8) GatewayError![]const Slice {
+        var result: Result4 = undefined;
+        state.members(ptr(group), group.len, &result);
+        if (result.is_err != 0) return failed4(result);
+        if (result.b == 0) return &.{};
+        return @as([*]const Slice, @ptrFromInt(result.a))[0..result.b];
+    }
+
+    /// Sends to every member of `group` but `except_id`; how many it reached.
+    pub fn broadcast(group: []const u8, binary: bool, data: []const u8, except_id: ?[]const u8) GatewayError!u32 {
+        var result: Result4 = undefined;
+        const except = except_id orelse "";
+        state.broadcast(ptr(group), group.len, @intFromBool(binary), ptr(data), data.len, @intFromBool(except_id != null), ptr(except), except.len, &result);
+        if (result.is_err != 0) return failed4(result);
+        return result.a;
+    }
+};
+
 var answer_json: ?[]const u8 = null;
 
 /// Sets the answer JSON of this call. Without it, register answers
