@@ -140,3 +140,22 @@ async fn the_zig_helper_reaches_kv_and_groups() {
     assert_eq!(ask(&mut a, "/join ").await, "result:2406");
     assert_eq!(ask(&mut b, "plain").await, "plain");
 }
+
+/// The AssemblyScript helper's key-value store and groups, through a real
+/// gateway.
+#[tokio::test]
+async fn the_assemblyscript_helper_reaches_kv_and_groups() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("as-state").handler("echo-as")]).await;
+    let mut a = gateway.connect("as-state").await;
+    let mut b = gateway.connect("as-state").await;
+    assert_eq!(ask(&mut a, "/count").await, "count 1");
+    assert_eq!(ask(&mut b, "/count").await, "count 2");
+    assert_eq!(ask(&mut a, "/join room").await, "joined room");
+    assert_eq!(ask(&mut b, "/join room").await, "joined room");
+    assert_eq!(ask(&mut a, "/members room").await, "2");
+    assert_eq!(ask(&mut a, "/say room hello b").await, "delivered 1");
+    assert_eq!(next_text(&mut b).await, "hello b");
+    assert_eq!(ask(&mut a, "/value k").await, "k=1 deleted=true");
+    assert_eq!(ask(&mut a, "/join ").await, "result:2406");
+    assert_eq!(ask(&mut b, "plain").await, "plain");
+}

@@ -125,6 +125,126 @@ export function log(level: LogLevel, message: string): void {
   hostLog(level, changetype<usize>(text), text.byteLength);
 }
 
+// --- attributes, key-value store and groups (layouts: docs/languages/wat.md) ---
+
+@external("wasmgate:gateway/host@0.1.0", "set-attributes")
+declare function hostSetAttributes(json: usize, jsonLen: usize, ret: usize): void;
+@external("wasmgate:gateway/kv@0.1.0", "get")
+declare function kvGetRaw(key: usize, keyLen: usize, ret: usize): void;
+@external("wasmgate:gateway/kv@0.1.0", "set")
+declare function kvSetRaw(key: usize, keyLen: usize, value: usize, valueLen: usize, hasTtl: i32, ttl: i64, ret: usize): void;
+@external("wasmgate:gateway/kv@0.1.0", "delete")
+declare function kvDeleteRaw(key: usize, keyLen: usize, ret: usize): void;
+@external("wasmgate:gateway/kv@0.1.0", "increment")
+declare function kvIncrementRaw(key: usize, keyLen: usize, delta: i64, ret: usize): void;
+@external("wasmgate:gateway/groups@0.1.0", "join")
+declare function groupsJoinRaw(group: usize, groupLen: usize, id: usize, idLen: usize, ret: usize): void;
+@external("wasmgate:gateway/groups@0.1.0", "leave")
+declare function groupsLeaveRaw(group: usize, groupLen: usize, id: usize, idLen: usize, ret: usize): void;
+@external("wasmgate:gateway/groups@0.1.0", "members")
+declare function groupsMembersRaw(group: usize, groupLen: usize, ret: usize): void;
+@external("wasmgate:gateway/groups@0.1.0", "broadcast")
+declare function groupsBroadcastRaw(group: usize, groupLen: usize, tag: i32, data: usize, dataLen: usize, hasExcept: i32, except: usize, exceptLen: usize, ret: usize): void;
+
+// Room for any result: the tag, then the payload at +4 (or +8 for increment).
+const RESULT = memory.data(24, 8);
+
+/** The errNo of the last state call (0: it succeeded); its errMsg is `lastError`. */
+export let lastErrNo: i32 = 0;
+
+/** Reads the result at RESULT whose payload starts at `at`; true when it is ok. */
+function resultOk(at: usize = 4): bool {
+  if (load<u8>(RESULT) == 0) {
+    lastErrNo = 0;
+    return true;
+  }
+  lastError = String.UTF8.decodeUnsafe(load<u32>(RESULT + at + 4), load<u32>(RESULT + at + 8));
+  const errNo = load<i32>(RESULT + at);
+  lastErrNo = errNo != 0 ? errNo : -1;
+  return false;
+}
+
+function utf8(text: string): ArrayBuffer {
+  return String.UTF8.encode(text);
+}
+
+/** Replaces the attributes of the connection this call is about (a JSON object of at most 4096 bytes). Returns 0 or the errNo. */
+export function setAttributes(json: string): i32 {
+  const bytes = utf8(json);
+  hostSetAttributes(changetype<usize>(bytes), bytes.byteLength, RESULT);
+  return resultOk() ? 0 : lastErrNo;
+}
+
+/** The value of `key`, or null when absent or when the call failed (`lastErrNo`). */
+export function kvGet(key: string): Uint8Array | null {
+  const k = utf8(key);
+  kvGetRaw(changetype<usize>(k), k.byteLength, RESULT);
+  if (!resultOk() || load<u8>(RESULT, 4) == 0) return null;
+  const length = load<u32>(RESULT, 12);
+  const value = new Uint8Array(length);
+  memory.copy(value.dataStart, load<u32>(RESULT, 8), length);
+  return value;
+}
+
+/** Sets `key`; with `ttlMs` >= 0 it expires that many milliseconds from now. Returns 0 or the errNo. */
+export function kvSet(key: string, value: Uint8Array, ttlMs: i64 = -1): i32 {
+  const k = utf8(key);
+  kvSetRaw(changetype<usize>(k), k.byteLength, value.dataStart, value.length, ttlMs >= 0 ? 1 : 0, ttlMs >= 0 ? ttlMs : 0, RESULT);
+  return resultOk() ? 0 : lastErrNo;
+}
+
+/** Removes `key`; whether it existed (false also when the call failed: `lastErrNo`). */
+export function kvDelete(key: string): bool {
+  const k = utf8(key);
+  kvDeleteRaw(changetype<usize>(k), k.byteLength, RESULT);
+  return resultOk() && load<u8>(RESULT, 4) != 0;
+}
+
+/** Atomically adds `delta` to the counter at `key`; the new value (0 when the call failed: `lastErrNo`). */
+export function kvIncrement(key: string, delta: i64): i64 {
+  const k = utf8(key);
+  kvIncrementRaw(changetype<usize>(k), k.byteLength, delta, RESULT);
+  return resultOk(8) ? load<i64>(RESULT, 8) : 0;
+}
+
+/** Adds a live connection to `group`. Returns 0 or the errNo. */
+export function groupsJoin(group: string, connectionId: string): i32 {
+  const g = utf8(group);
+  const id = utf8(connectionId);
+  groupsJoinRaw(changetype<usize>(g), g.byteLength, changetype<usize>(id), id.byteLength, RESULT);
+  return resultOk() ? 0 : lastErrNo;
+}
+
+/** Takes a connection out of `group`; whether it was in. */
+export function groupsLeave(group: string, connectionId: string): bool {
+  const g = utf8(group);
+  const id = utf8(connectionId);
+  groupsLeaveRaw(changetype<usize>(g), g.byteLength, changetype<usize>(id), id.byteLength, RESULT);
+  return resultOk() && load<u8>(RESULT, 4) != 0;
+}
+
+/** The first 1000 members of `group`, sorted (empty when the call failed: `lastErrNo`). */
+export function groupsMembers(group: string): string[] {
+  const g = utf8(group);
+  groupsMembersRaw(changetype<usize>(g), g.byteLength, RESULT);
+  const members = new Array<string>();
+  if (!resultOk()) return members;
+  const list = load<u32>(RESULT, 4);
+  const count = load<u32>(RESULT, 8);
+  for (let i: u32 = 0; i < count; i++) {
+    members.push(String.UTF8.decodeUnsafe(load<u32>(list + i * 8), load<u32>(list + i * 8 + 4)));
+  }
+  return members;
+}
+
+/** Sends `data` (text when `binary` is false) to every member of `group` but `exceptId`; how many it reached, or -1 when the call failed (`lastErrNo`). */
+export function groupsBroadcast(group: string, data: Uint8Array, binary: bool, exceptId: string | null): i32 {
+  const g = utf8(group);
+  const except = exceptId !== null ? utf8(exceptId) : new ArrayBuffer(0);
+  groupsBroadcastRaw(changetype<usize>(g), g.byteLength, binary ? 1 : 0, data.dataStart, data.length, exceptId !== null ? 1 : 0, changetype<usize>(except), except.byteLength, RESULT);
+  return resultOk() ? load<i32>(RESULT, 4) : -1;
+}
+
 let answerJson: string | null = null;
 
 /** Sets the answer JSON. Without it, register answers {"errNo":0,"errMsg":"ok"} and the other roles {}. */
