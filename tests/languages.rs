@@ -159,3 +159,38 @@ async fn the_assemblyscript_helper_reaches_kv_and_groups() {
     assert_eq!(ask(&mut a, "/join ").await, "result:2406");
     assert_eq!(ask(&mut b, "plain").await, "plain");
 }
+
+/// A module whose `cabi_realloc` only works once its runtime is set up in
+/// `_initialize`, which itself makes a WASI call (as Go's does): the
+/// wrapped component runs `_initialize` before the gateway copies any
+/// string in, and the adapter serves the WASI call during it.
+#[tokio::test]
+async fn a_preview1_module_whose_allocator_needs_initialize_loads() {
+    let echo = include_str!("../plugins/echo-wat/handler.wat");
+    let module = echo
+        .replacen(
+            "(memory (export \"memory\") 1)",
+            "(import \"wasi_snapshot_preview1\" \"fd_write\" (func $fd_write (param i32 i32 i32 i32) (result i32)))\n  \
+             (memory (export \"memory\") 1)\n  \
+             (global $ready (mut i32) (i32.const 0))\n  \
+             (func (export \"_initialize\")\n    \
+               (i32.store (i32.const 200) (i32.const 300))\n    \
+               (i32.store (i32.const 204) (i32.const 2))\n    \
+               (i32.store16 (i32.const 300) (i32.const 0x6968))\n    \
+               (drop (call $fd_write (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 208)))\n    \
+               (global.set $ready (i32.const 1)))",
+            1,
+        )
+        .replacen(
+            "(local $needed i32)",
+            "(local $needed i32)\n    (if (i32.eqz (global.get $ready)) (then unreachable))",
+            1,
+        );
+    assert_eq!(module.matches("$ready").count(), 3, "{module}");
+    let gateway =
+        TestGateway::start(&[ServiceSpec::new("wasi-p1-init")
+            .bytes("handler.wasm", wat::parse_str(&module).unwrap())])
+        .await;
+    echoes_everything(&gateway, "wasi-p1-init").await;
+    gateway.shutdown().await;
+}
