@@ -155,7 +155,13 @@ impl SessionParts {
         {
             abort.abort();
         }
-        run_cleanup(&gateway, &service, &connection, &ending, departed).await;
+        if ending.sent == Some(CloseCause::FENCED) {
+            // A surviving node owns this connection now and runs its
+            // cleanup; running it here too would run it twice.
+            tracing::info!(service = %service.name, conn = %connection.id, "connection dropped without cleanup: this node lost its cluster lease");
+        } else {
+            run_cleanup(&gateway, &service, &connection, &ending, departed).await;
+        }
         drop(tracked);
     }
 
