@@ -512,3 +512,36 @@ async fn a_node_paused_past_its_lease_drops_its_connections_without_cleanup_and_
     }
     assert_eq!(next_text(&mut again).await, "welcome back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shut_down_gracefully_runs_its_cleanups_itself_and_no_survivor_runs_them_again() {
+    let root = scratch("cluster-shutdown");
+    let redis = Redis::start(&root);
+    let nodes = nodes(&root, &redis, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let (mut client, id) = connect(b).await;
+
+    b.signal("TERM");
+    let frame = loop {
+        match tokio::time::timeout(Duration::from_secs(15), client.next())
+            .await
+            .expect("closed within 15 s")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(frame.map(|f| u16::from(f.code)), Some(1001));
+    b.wait_for_log("left the cluster", Duration::from_secs(20));
+    assert_eq!(cleanups(&[b], &id, "shutdown"), 1);
+    // It deleted its lease: its ids are gone at once, and the list no
+    // longer asks it.
+    let (status, body) = send_text(a, &id, "bye?").await;
+    assert_eq!((status, &body["errNo"]), (404, &json!(2202)), "{body}");
+    assert!(!listed(a).await.contains(&id));
+    // Past the lease TTL and a scan, no survivor has claimed it.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(cleanups(&[a], &id, "node_lost"), 0);
+    assert!(a.log_lines("claimed a dead node").is_empty());
+}
