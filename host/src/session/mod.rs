@@ -138,7 +138,7 @@ impl SessionParts {
         } = self;
         let writer = tokio::spawn(write_loop(sink, outbound, stop_receiver));
         let ending = read_loop(&gateway, &service, &connection, stream).await;
-        let departed = gateway.router().remove(&connection);
+        let departed = gateway.router().detach(&connection);
         service.metrics.connection_closed();
         if ending.sent == Some(CloseCause::SLOW_CLIENT) {
             service.metrics.queue_overflow();
@@ -162,6 +162,7 @@ impl SessionParts {
         } else {
             run_cleanup(&gateway, &service, &connection, &ending, departed).await;
         }
+        gateway.router().forget(&connection);
         drop(tracked);
     }
 
@@ -170,7 +171,7 @@ impl SessionParts {
     /// be a destructor).
     fn finish_unopened(self, reason: CloseReason) {
         tokio::spawn(async move {
-            let departed = self.gateway.router().remove(&self.connection);
+            let departed = self.gateway.router().detach(&self.connection);
             let ending = Ending {
                 reason,
                 client_code: None,
@@ -184,6 +185,7 @@ impl SessionParts {
                 departed,
             )
             .await;
+            self.gateway.router().forget(&self.connection);
             drop(self._tracked);
         });
     }

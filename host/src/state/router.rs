@@ -210,18 +210,36 @@ impl Router {
     }
 
     /// Removes a connection, and takes it out of every group; later pushes
-    /// to it are "not found". Returns the groups it was in.
+    /// to it are "not found". Returns the groups it was in. In cluster
+    /// mode it leaves the node's registry too: for a connection whose
+    /// cleanup is still to run, use [`Router::detach`] then
+    /// [`Router::forget`].
     pub(crate) fn remove(&self, connection: &Connection) -> Vec<Arc<str>> {
+        let groups = self.detach(connection);
+        self.forget(connection);
+        groups
+    }
+
+    /// Cluster mode: takes a connection out of the node's registry, once
+    /// its cleanup has run. Until then, a survivor of this node's crash
+    /// would run the cleanup itself.
+    pub(crate) fn forget(&self, connection: &Connection) {
+        if let Some(membership) = self.membership.get() {
+            membership.removed(&connection.service, &connection.id);
+        }
+    }
+
+    /// Like [`Router::remove`], but it stays in the node's registry (cluster
+    /// mode) until [`Router::forget`].
+    pub(crate) fn detach(&self, connection: &Connection) -> Vec<Arc<str>> {
         let Some(shard) = self.shard(&connection.service) else {
             return Vec::new();
         };
         let mut state = shard.lock();
-        let mut removed = false;
         let groups = match state.connections.get(&connection.id) {
             // Only the connection itself, not a later one that reused the id.
             Some(current) if std::ptr::eq(&**current, connection) => {
                 state.connections.remove(&connection.id);
-                removed = true;
                 state.groups.leave_all(&connection.id)
             }
             _ => Vec::new(),
@@ -233,9 +251,6 @@ impl Router {
         drop(state);
         if emptied {
             self.drop_shard(&connection.service, &shard);
-        }
-        if let (true, Some(membership)) = (removed, self.membership.get()) {
-            membership.removed(&connection.service, &connection.id);
         }
         groups
     }
