@@ -125,11 +125,27 @@ impl Drop for Redis {
 
 /// `count` gateway nodes on `redis`, each with the test service.
 async fn nodes(root: &Path, redis: &Redis, count: usize) -> Vec<GatewayProcess> {
+    nodes_with(root, redis, count, HANDLER).await
+}
+
+/// `count` gateway nodes on `redis` whose test service runs `handler`.
+async fn nodes_with(
+    root: &Path,
+    redis: &Redis,
+    count: usize,
+    handler: &str,
+) -> Vec<GatewayProcess> {
     let plugins = root.join("plugins");
     std::fs::create_dir_all(plugins.join(SERVICE)).unwrap();
     std::fs::write(
         plugins.join(SERVICE).join("handler.wasm"),
-        wat::parse_str(HANDLER).unwrap(),
+        wat::parse_str(handler).unwrap(),
+    )
+    .unwrap();
+    // A slow cleanup (see the test of a claimer that dies) takes this long.
+    std::fs::write(
+        plugins.join(SERVICE).join("service.toml"),
+        "timeout_ms = 1500\n",
     )
     .unwrap();
     let cache = root.join("cache");
@@ -544,4 +560,73 @@ async fn a_node_shut_down_gracefully_runs_its_cleanups_itself_and_no_survivor_ru
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(cleanups(&[a], &id, "node_lost"), 0);
     assert!(a.log_lines("claimed a dead node").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_claimer_dies_mid_reap_another_survivor_runs_the_rest_at_least_once() {
+    // Each cleanup logs its event, then spins until its 1.5 s time-out:
+    // the claimer is surely killed in the middle of one.
+    let slow = HANDLER.replace(
+        "(then (call $log (i32.const 2) (local.get 8) (local.get 9))))",
+        "(then (call $log (i32.const 2) (local.get 8) (local.get 9)) (loop $spin (br $spin))))",
+    );
+    assert_ne!(slow, HANDLER);
+    let root = scratch("cluster-claimer");
+    let redis = Redis::start(&root);
+    let mut nodes = nodes_with(&root, &redis, 3, &slow).await;
+    let mut doomed = Vec::new();
+    for _ in 0..3 {
+        doomed.push(connect(&nodes[1]).await);
+    }
+    nodes[1].kill();
+    let any_cleanup = |node: &GatewayProcess| {
+        doomed
+            .iter()
+            .any(|(_, id)| cleanups(&[node], id, "node_lost") > 0)
+    };
+    let started = Instant::now();
+    let claimer = loop {
+        if let Some(index) = [0, 2].into_iter().find(|&i| any_cleanup(&nodes[i])) {
+            break index;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nobody claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    nodes[claimer].kill();
+    let other = 2 - claimer;
+    let (a, c) = (&nodes[0], &nodes[2]);
+    for (_, id) in &doomed {
+        // The claim expires (10 s), then the other survivor runs the rest.
+        eventually("every cleanup ran", Duration::from_secs(60), || {
+            cleanups(&[a, c], id, "node_lost") >= 1
+        })
+        .await;
+    }
+    // Its reap of the first dead node ends (it reaps the claimer too).
+    let dead = doomed[0].1.split('.').next().unwrap().to_owned();
+    eventually(
+        "the other survivor finished",
+        Duration::from_secs(30),
+        || {
+            nodes[other]
+                .log_lines("dead node reaped")
+                .iter()
+                .any(|line| line.contains(&format!("node={dead} ")))
+        },
+    )
+    .await;
+    let runs: usize = doomed
+        .iter()
+        .map(|(_, id)| cleanups(&[a, c], id, "node_lost"))
+        .sum();
+    eprintln!(
+        "node_lost cleanups: {runs} for 3 connections (duplicates: {})",
+        runs - 3
+    );
+    // At least once each; a duplicate only for the one the claimer was
+    // running when it died.
+    assert!((3..=4).contains(&runs), "{runs}");
 }
