@@ -44,6 +44,18 @@
 //! [`ANSWER_TIMEOUT`] (2 s) for the answer; each Redis command at most
 //! [`COMMAND_TIMEOUT`] (1 s).
 //!
+//! # Redis restarted empty
+//!
+//! A missing lease then proves nothing: the nodes are alive and write
+//! their leases and registries again at their next renewal. So a request
+//! to a node without a lease answers "gone" only once Redis has seen a
+//! renewal since it started (`wasmgate:since`) and no node has rewritten
+//! a lease Redis lost in the last lease TTL (`wasmgate:relearning`);
+//! meanwhile it answers 503, and so does the cluster-wide list. A node
+//! rewrites its lease only if it renewed it less than a TTL ago, so one
+//! that was paused or cut off past its lease never comes back under its
+//! old id.
+//!
 //! # Crate
 //!
 //! redis-rs (`redis`, tokio and connection-manager), over fred. Both
