@@ -324,6 +324,21 @@ async fn a_push_through_one_node_reaches_a_client_on_another_and_a_close_through
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["connection"]["secConnectionID"], json!(id));
 
+    // A figure for the record, not a claim: push to delivery, through the
+    // client's own node and through another.
+    for (via, name) in [(c, "same node"), (a, "cross node")] {
+        let started = Instant::now();
+        for n in 0..100 {
+            let text = format!("{name} {n}");
+            assert_eq!(send_text(via, &id, &text).await.0, 200);
+            assert_eq!(next_text(&mut client).await, text);
+        }
+        eprintln!(
+            "{name}: {:?} per push, to delivery",
+            started.elapsed() / 100
+        );
+    }
+
     let close = json!({ "websocket": { "action": "closing", "secConnectionID": id } });
     let (status, body) = push(b, close).await;
     assert_eq!(status, 200, "{body}");
