@@ -254,3 +254,72 @@ impl Broker for ClusterBroker {
             .map_err(|error| unavailable(format_args!("a bad answer: {error}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::cluster::ClusterNode;
+    use crate::state::{QueueBounds, Router};
+
+    /// Without any Redis: an id of this node is served locally, an id of
+    /// another node answers 503/2206 at once, and a malformed id is simply
+    /// not found here.
+    #[tokio::test]
+    async fn a_local_id_needs_no_redis_and_a_remote_one_is_unavailable_without_it() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let router = Router::default();
+        let node =
+            ClusterNode::new(&format!("redis://127.0.0.1:{closed}"), router.clone()).unwrap();
+        let broker = node.broker();
+        let service: Arc<str> = "svc".into();
+        let bounds = QueueBounds {
+            messages: 4,
+            bytes: 1 << 20,
+        };
+        let mut reservation = router
+            .reserve(&service, IpAddr::V4(Ipv4Addr::LOCALHOST), bounds, 10)
+            .unwrap();
+        let id = reservation.connection.id.to_string();
+        assert_eq!(node_of(&id), Some(&*node.node_id()));
+
+        broker
+            .deliver("svc", &id, Outbound::Text("hi".into()))
+            .await
+            .unwrap();
+        assert!(matches!(reservation.outbound.recv().await, Some(Outbound::Text(t)) if t == "hi"));
+        assert_eq!(
+            broker
+                .connection("svc", &id)
+                .await
+                .unwrap()
+                .sec_connection_id,
+            id
+        );
+        // Another service's view of the same id: not found, as on one node.
+        assert_eq!(broker.close("other", &id).await.unwrap_err().code, 2202);
+
+        let elsewhere = format!("Zz9-Zz9_.{}", &id[id.len() - 22..]);
+        for error in [
+            broker
+                .deliver("svc", &elsewhere, Outbound::Text("hi".into()))
+                .await
+                .unwrap_err(),
+            broker.close("svc", &elsewhere).await.unwrap_err(),
+            broker.connection("svc", &elsewhere).await.unwrap_err(),
+            broker.connections("svc").await.unwrap_err(),
+        ] {
+            assert_eq!((error.code, error.status.as_u16()), (2206, 503), "{error}");
+        }
+        let malformed = broker
+            .deliver("svc", "not-a-cluster-id", Outbound::Text("hi".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(malformed.code, 2202);
+    }
+}
