@@ -2,7 +2,9 @@
 //! as one, on Redis.
 //!
 //! - `node.rs`: this node's identity, its lease and fencing, its registry
-//!   of live connections, and claiming dead nodes to run their cleanups.
+//!   of live connections.
+//! - `reaper.rs`: claiming dead nodes and running their connections'
+//!   cleanups.
 //! - `inbox.rs`: the node's pub/sub inbox, where other nodes' requests
 //!   (push, close, info, list) arrive and their answers come back.
 //! - `broker.rs`: [`ClusterBroker`], the [`Broker`](crate::state::Broker)
@@ -73,6 +75,7 @@
 mod broker;
 mod inbox;
 mod node;
+mod reaper;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! This node in the cluster: its id, its lease (renewed, or lost and then
-//! fenced), its registry of live connections in Redis, and the claiming of
-//! dead nodes, whose connections' cleanups it then runs.
+//! fenced), and its registry of live connections in Redis. After each
+//! renewal it looks for dead nodes to claim (`reaper.rs`).
 //!
 //! The registry is written by one task fed from the router's notices, in
 //! batches, so a connection never waits for Redis. When writes fail (Redis
@@ -21,9 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::inbox::Answer;
-use super::{
-    bounded, keys, new_node_id, ClusterBroker, CLAIM_TTL, COMMAND_TIMEOUT, LEASE_TTL, RENEW_EVERY,
-};
+use super::{bounded, keys, new_node_id, ClusterBroker, COMMAND_TIMEOUT, LEASE_TTL, RENEW_EVERY};
 use crate::protocol::CloseCause;
 use crate::state::{node_of, Membership, Router};
 
@@ -47,23 +45,6 @@ if ARGV[3] ~= '1' then return -1 end
 if ARGV[4] == '1' then redis.call('SET', KEYS[5], '1', 'PX', ARGV[2]) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
-return 0
-";
-
-/// Claims a node whose lease is gone, unless another survivor holds the
-/// claim. 1: claimed.
-const CLAIM: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-";
-
-/// Extends a claim that is still this node's. 1: still ours.
-const KEEP_CLAIM: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
 return 0
 ";
 
@@ -401,111 +382,8 @@ async fn lease_loop(shared: Arc<Shared>, cleaner: Cleaner, stop: CancellationTok
             tracing::info!(node = %node, "Redis answers again: lease renewed");
             failing = false;
         }
-        if let Err(error) = claim_dead_nodes(&shared, &cleaner, &reaping).await {
+        if let Err(error) = super::reaper::claim_dead_nodes(&shared, &cleaner, &reaping).await {
             tracing::debug!(%error, "looking for dead nodes failed");
         }
     }
-}
-
-/// Claims every node whose lease is gone and that no survivor holds, and
-/// runs its connections' cleanups.
-async fn claim_dead_nodes(
-    shared: &Arc<Shared>,
-    cleaner: &Cleaner,
-    reaping: &Arc<Mutex<HashSet<String>>>,
-) -> Result<(), String> {
-    let me = shared.node();
-    let mut redis = shared.redis.clone();
-    let nodes: Vec<String> = bounded(
-        redis::cmd("SMEMBERS")
-            .arg(keys::NODES)
-            .query_async(&mut redis),
-    )
-    .await?;
-    let claim = redis::Script::new(CLAIM);
-    for dead in nodes.into_iter().filter(|node| **node != *me) {
-        if reaping
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&dead)
-        {
-            continue;
-        }
-        let claimed: i64 = bounded(
-            claim
-                .key(keys::lease(&dead))
-                .key(keys::claim(&dead))
-                .arg(&*me)
-                .arg(CLAIM_TTL.as_millis() as u64)
-                .invoke_async(&mut redis),
-        )
-        .await?;
-        if claimed != 1 {
-            continue;
-        }
-        reaping
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(dead.clone());
-        let (shared, cleaner, reaping) = (shared.clone(), cleaner.clone(), reaping.clone());
-        let me = me.clone();
-        tokio::spawn(async move {
-            let result = reap(&shared, &cleaner, &dead, &me).await;
-            match result {
-                Ok(count) => {
-                    tracing::info!(node = %dead, claimed_by = %me, cleanups = count, "dead node reaped: every connection's cleanup ran")
-                }
-                Err(error) => {
-                    tracing::warn!(node = %dead, %error, "reaping a dead node stopped; another survivor (or this one) takes over once the claim expires")
-                }
-            }
-            reaping
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&dead);
-        });
-    }
-    Ok(())
-}
-
-/// Runs the cleanup of each connection in the registry of `dead`, taking
-/// each out of it once its cleanup ran, while the claim stays ours; then
-/// forgets the node. How many cleanups ran.
-async fn reap(shared: &Shared, cleaner: &Cleaner, dead: &str, me: &str) -> Result<usize, String> {
-    tracing::info!(node = %dead, claimed_by = %me, "claimed a dead node: running its connections' cleanups (closeReason node_lost)");
-    let mut redis = shared.redis.clone();
-    let registry = keys::conns(dead);
-    let entries: HashMap<String, String> =
-        bounded(redis::cmd("HGETALL").arg(&registry).query_async(&mut redis)).await?;
-    let keep = redis::Script::new(KEEP_CLAIM);
-    let mut count = 0;
-    for (id, service) in entries {
-        let ours: i64 = bounded(
-            keep.key(keys::claim(dead))
-                .arg(me)
-                .arg(CLAIM_TTL.as_millis() as u64)
-                .invoke_async(&mut redis),
-        )
-        .await?;
-        if ours != 1 {
-            return Err("the claim expired or was taken".into());
-        }
-        cleaner(service, id.clone()).await;
-        count += 1;
-        bounded(
-            redis::cmd("HDEL")
-                .arg(&registry)
-                .arg(&id)
-                .query_async::<i64>(&mut redis),
-        )
-        .await?;
-    }
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .srem(keys::NODES, dead)
-        .ignore()
-        .del(&registry)
-        .ignore();
-    bounded(pipe.query_async::<()>(&mut redis)).await?;
-    Ok(count)
 }
