@@ -70,6 +70,10 @@ impl GatewayError {
     /// together) has no room for the message; the connection's own queue was
     /// empty, so it stays open and the message was not queued. Try later.
     pub const OUTBOUND_BUDGET_SPENT: i32 = 2205;
+    /// 2206: cluster mode: the node holding the connection could not be
+    /// asked (Redis unreachable, or no answer in time); nothing was
+    /// delivered. Try again.
+    pub const CLUSTER_UNAVAILABLE: i32 = 2206;
     /// 2302: the register handler failed (an upgrade refused; HTTP only).
     pub const REGISTER_FAILED: i32 = 2302;
     /// 2303: the service is at `max_connections` (HTTP only).
@@ -146,6 +150,10 @@ pub mod close_code {
     /// 1013: the service was busy (at `max_concurrency` for longer than its
     /// time-out, or its transfer handler not loaded yet): try again later.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// 1012: cluster mode: the gateway node lost its lease (it paused or
+    /// was cut off from Redis too long); reconnect. A surviving node runs
+    /// the cleanup, with `closeReason` `node_lost`.
+    pub const NODE_LOST: u16 = 1012;
 }
 
 /// An event that cannot be read: its JSON does not match the event type, or

@@ -526,6 +526,10 @@ pub enum CloseReason {
     Error,
     /// The gateway or the service is shutting down.
     Shutdown,
+    /// Cluster mode: the connection's node crashed or lost its lease; a
+    /// surviving node runs this cleanup (at least once: the connection id
+    /// is the idempotency key).
+    NodeLost,
     /// A reason this version of the SDK does not know.
     Other(String),
 }
@@ -543,6 +547,7 @@ impl CloseReason {
             CloseReason::Idle => "idle",
             CloseReason::Error => "error",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::NodeLost => "node_lost",
             CloseReason::Other(other) => other,
         }
     }
@@ -562,6 +567,7 @@ impl From<&str> for CloseReason {
             "idle" => CloseReason::Idle,
             "error" => CloseReason::Error,
             "shutdown" => CloseReason::Shutdown,
+            "node_lost" => CloseReason::NodeLost,
             other => CloseReason::Other(other.to_owned()),
         }
     }
@@ -758,7 +764,15 @@ mod tests {
 
     #[test]
     fn close_reasons_keep_their_wire_spelling() {
-        for reason in ["client", "server", "idle", "error", "shutdown", "other"] {
+        for reason in [
+            "client",
+            "server",
+            "idle",
+            "error",
+            "shutdown",
+            "node_lost",
+            "other",
+        ] {
             let parsed = CloseReason::from(reason);
             assert_eq!(parsed.as_str(), reason);
             assert_eq!(serde_json::to_value(&parsed).unwrap(), json!(reason));

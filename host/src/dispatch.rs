@@ -12,10 +12,11 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::{Cleaner, ClusterNode};
 use crate::config::{GatewayConfig, ServiceConfig};
 use crate::metrics::Outcome;
 use crate::plugins::{CapPermit, PluginWatcher, Service, Services, Slot};
-use crate::protocol::{CloseCause, Role};
+use crate::protocol::{closing_event, CloseCause, CloseReason, Role};
 use crate::state::kv::{KvQuota, KvStore};
 use crate::state::{Broker, OutboundBudget, Router};
 use crate::wasm::capture::{LogLevel, OutputSource};
@@ -35,8 +36,11 @@ struct Inner {
     services: Services,
     /// This node's connections.
     router: Router,
-    /// Where routed requests go: on a single node, the router itself.
+    /// Where routed requests go: on a single node, the router itself; in
+    /// cluster mode, the cluster broker.
     broker: Arc<dyn Broker>,
+    /// Cluster mode: this node's membership.
+    cluster: Option<ClusterNode>,
     /// Durable key-value state of every service.
     kv: KvStore,
     /// Cancelled when shutdown starts: no new connections are accepted.
@@ -83,6 +87,14 @@ impl Gateway {
         };
         report_lowered_defaults(&config);
         let router = Router::new(OutboundBudget::new(config.outbound_budget_bytes));
+        let cluster = match &config.cluster {
+            Some(url) => Some(ClusterNode::new(url, router.clone())?),
+            None => None,
+        };
+        let broker: Arc<dyn Broker> = match &cluster {
+            Some(cluster) => Arc::new(cluster.broker()),
+            None => Arc::new(router.clone()),
+        };
         let services = Services::new(runtime.clone(), config.clone());
         // Every folder becomes a service at once, refusing clients until its
         // handlers have loaded; compiling goes on while the gateway listens.
@@ -113,12 +125,13 @@ impl Gateway {
         } else {
             None
         };
-        Ok(Self {
+        let gateway = Self {
             inner: Arc::new(Inner {
                 config,
                 runtime,
                 services,
-                broker: Arc::new(router.clone()),
+                broker,
+                cluster,
                 router,
                 kv,
                 shutting_down,
@@ -126,7 +139,64 @@ impl Gateway {
                 _watcher: watcher,
                 loaded,
             }),
-        })
+        };
+        if let Some(cluster) = &gateway.inner.cluster {
+            let runner = gateway.clone();
+            let cleaner: Cleaner = Arc::new(
+                move |service: String,
+                      id: String|
+                      -> futures_util::future::BoxFuture<'static, ()> {
+                    let gateway = runner.clone();
+                    Box::pin(async move { gateway.cleanup_lost(&service, &id).await })
+                },
+            );
+            cluster.start(cleaner);
+        }
+        Ok(gateway)
+    }
+
+    /// Cluster mode: this node's membership.
+    pub fn cluster(&self) -> Option<&ClusterNode> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Runs the cleanup of connection `id` of `service`, which lived on a
+    /// node that died or lost its lease (cluster mode), with `closeReason`
+    /// `node_lost`. Its groups were that node's: none are passed.
+    pub(crate) async fn cleanup_lost(&self, service: &str, id: &str) {
+        let Some(service) = self.services().get(service) else {
+            tracing::warn!(
+                service,
+                conn = id,
+                "a lost node's connection: no such service here; its cleanup is skipped"
+            );
+            return;
+        };
+        let connection_id: Arc<str> = id.into();
+        let request_id = new_request_id();
+        let event = Event {
+            connection_id: connection_id.clone(),
+            request_id: request_id.clone(),
+            // The registry in Redis holds no attributes (yet): a lost
+            // node's cleanup gets none.
+            json: closing_event(id, CloseReason::NodeLost, None, None),
+            departed_groups: Some(Vec::new()),
+            connection: None,
+        };
+        let cleanup = match Box::pin(self.call(&service, Role::Cleanup, event)).await {
+            None => "none",
+            Some(Ok(_)) => "ok",
+            Some(Err(_)) => "failed",
+        };
+        tracing::info!(
+            service = %service.name,
+            role = %Role::Cleanup,
+            request_id = %request_id,
+            conn = %connection_id,
+            reason = CloseReason::NodeLost.as_str(),
+            cleanup,
+            "connection closed"
+        );
     }
 
     /// Waits until every handler file found at start-up has loaded or
@@ -300,6 +370,9 @@ impl Gateway {
                 remaining = self.inner.connections.len(),
                 "shutdown grace period over; some cleanups did not finish"
             );
+        }
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.leave().await;
         }
     }
 }

@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! Dependencies point one way, from the edge inward: `http` and `session`
-//! call `dispatch`, which calls `plugins`, `wasm` and `state`; `protocol`
+//! call `dispatch`, which calls `plugins`, `wasm`, `cluster` and `state`; `protocol`
 //! and `config` are leaves every layer may use.
 //!
 //! - [`http`]: the two listeners (public: `/ws/<service>` upgrades; control:
@@ -31,6 +31,9 @@
 //!   listener's `GET /metrics`; a leaf every layer records into.
 //! - [`config`]: gateway-wide and per-service (`service.toml`) settings,
 //!   and the config file of `wasmgate serve` ([`config::file`]).
+//! - [`cluster`]: cluster mode on Redis: node identity, lease and fencing,
+//!   the registry of live connections, the [`cluster::ClusterBroker`] that
+//!   reaches other nodes' connections, and running a dead node's cleanups.
 //! - `invoke`: run one handler once from the command line.
 //! - [`client`]: `wasmgate client URL`, a WebSocket from the terminal.
 //! - [`check`]: `wasmgate check FILE` and `wasmgate componentize IN OUT`.
@@ -39,6 +42,7 @@
 
 pub mod check;
 pub mod client;
+pub mod cluster;
 pub mod config;
 mod dispatch;
 pub mod http;

@@ -220,6 +220,25 @@ struct ServeArgs {
     /// control listener (without it, only local tools may).
     #[arg(long, env = "WASMGATE_METRICS_TOKEN")]
     metrics_token: Option<String>,
+    /// Join the other gateway nodes on this Redis (redis://HOST:PORT):
+    /// push, close and info reach connections of any node, and a surviving
+    /// node runs the cleanups of a node that died. See the README's
+    /// "Running several nodes".
+    #[arg(long = "cluster", env = "WASMGATE_CLUSTER", value_parser = redis_url)]
+    redis: Option<String>,
+}
+
+/// A `redis://` or `rediss://` URL with a host.
+fn redis_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(url.to_owned()),
+        _ => Err(format!(
+            "must be a redis:// or rediss:// URL with a host, not {url:?}"
+        )),
+    }
 }
 
 /// How handler files are compiled; see the README's security model.
@@ -615,6 +634,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_cert,
         tls_key,
         metrics_token,
+        redis,
     } = args;
     let state_file = if memory_state {
         None
@@ -652,6 +672,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .zip(tls_key)
             .map(|(cert, key)| TlsConfig::new(cert, key)),
         metrics_token,
+        cluster: redis,
         ..GatewayConfig::new(plugins)
     };
     wasmgate::run(listeners, config, shutdown_signal()).await
@@ -720,6 +741,21 @@ mod tests {
         }
         for key in &keys {
             assert!(flags.contains(key), "the config key {key} is no flag");
+        }
+        // A key whose flag has another name names it rightly.
+        for key in KEYS.iter().filter(|key| key.flag) {
+            let arg = serve
+                .get_arguments()
+                .chain(command.get_arguments())
+                .find(|arg| arg.get_id().as_str() == key.name)
+                .unwrap();
+            assert_eq!(
+                arg.get_long(),
+                Some(key.long.unwrap_or(key.name).replace('_', "-").as_str()),
+                "the flag of {}.{}",
+                key.section,
+                key.name
+            );
         }
     }
 }

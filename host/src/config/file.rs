@@ -44,6 +44,9 @@ pub struct Key {
     /// Whether it stands for a flag of `wasmgate serve`; reserved keys are
     /// read and checked, but nothing uses them yet.
     pub flag: bool,
+    /// The flag's name when it is not the key's (`cluster.redis` is
+    /// `--cluster`).
+    pub long: Option<&'static str>,
 }
 
 const fn flag(section: &'static str, name: &'static str, kind: Kind) -> Key {
@@ -52,6 +55,23 @@ const fn flag(section: &'static str, name: &'static str, kind: Kind) -> Key {
         name,
         kind,
         flag: true,
+        long: None,
+    }
+}
+
+/// A flag whose name is not the key's.
+const fn flag_named(
+    section: &'static str,
+    name: &'static str,
+    long: &'static str,
+    kind: Kind,
+) -> Key {
+    Key {
+        section,
+        name,
+        kind,
+        flag: true,
+        long: Some(long),
     }
 }
 
@@ -61,6 +81,7 @@ const fn reserved(section: &'static str, name: &'static str, kind: Kind) -> Key 
         name,
         kind,
         flag: false,
+        long: None,
     }
 }
 
@@ -98,7 +119,7 @@ pub const KEYS: &[Key] = &[
     flag("tls", "tls_key", Kind::Text),
     flag("logging", "log_format", Kind::OneOf(&["text", "json"])),
     flag("metrics", "metrics_token", Kind::Text),
-    reserved("cluster", "redis", Kind::RedisUrl),
+    flag_named("cluster", "redis", "cluster", Kind::RedisUrl),
     reserved("kv", "backend", Kind::OneOf(&["redb"])),
 ];
 
@@ -158,7 +179,10 @@ impl Setting {
     /// The flag this setting stands for, `--max-connections` for
     /// `max_connections`.
     pub fn flag(&self) -> String {
-        format!("--{}", self.key.name.replace('_', "-"))
+        format!(
+            "--{}",
+            self.key.long.unwrap_or(self.key.name).replace('_', "-")
+        )
     }
 
     /// `section.key`.
@@ -362,7 +386,11 @@ mod tests {
         assert_eq!((cap.value.as_deref(), cap.line), (Some("5000"), 5));
         assert_eq!(file.get("cache", "no_cache").unwrap().value, None);
         assert!(file.get("state", "memory_state").is_none());
-        assert!(!file.get("cluster", "redis").unwrap().key.flag);
+        let cluster = file.get("cluster", "redis").unwrap();
+        assert_eq!(
+            (cluster.flag(), cluster.value.as_deref()),
+            ("--cluster".into(), Some("redis://cache:6379"))
+        );
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct GatewayConfig {
     /// TLS on the public listener (`wss://`, `https://`); `None` serves
     /// plain `ws://` and `http://`. The control listener is always plain.
     pub tls: Option<TlsConfig>,
+    /// `redis://HOST:PORT` of the Redis that joins this node to others
+    /// (`--cluster`); `None` runs a single node.
+    pub cluster: Option<String>,
 }
 
 /// Largest `service.toml`, in bytes.
@@ -88,6 +91,7 @@ impl GatewayConfig {
             outbound_budget_bytes: DEFAULT_OUTBOUND_BUDGET_BYTES,
             metrics_token: None,
             tls: None,
+            cluster: None,
         }
     }
 }

@@ -127,11 +127,17 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// whose files are still compiling refuses clients with 503). The public
 /// listener's health names nothing.
 async fn healthz(State(gateway): State<Gateway>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
+    let mut health = serde_json::json!({
         "status": if gateway.is_shutting_down() { "shutting down" } else { "ok" },
         "loaded": gateway.is_loaded(),
         "services": gateway.services().names(),
-    }))
+    });
+    // Cluster mode: the node id, whether it holds its lease, whether its
+    // inbox is subscribed.
+    if let Some(cluster) = gateway.cluster() {
+        health["cluster"] = cluster.status();
+    }
+    Json(health)
 }
 
 /// The process's metrics in the Prometheus text format. For a local tool,

@@ -15,16 +15,20 @@ pub enum CloseReason {
     Error,
     /// The gateway or the service is shutting down.
     Shutdown,
+    /// The connection's node died or lost its cluster lease; a surviving
+    /// node runs the cleanup.
+    NodeLost,
 }
 
 impl CloseReason {
     /// Every reason.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Client,
         Self::Server,
         Self::Idle,
         Self::Error,
         Self::Shutdown,
+        Self::NodeLost,
     ];
 
     /// The wire spelling.
@@ -35,6 +39,7 @@ impl CloseReason {
             CloseReason::Idle => "idle",
             CloseReason::Error => "error",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::NodeLost => "node_lost",
         }
     }
 }
@@ -85,8 +90,14 @@ impl CloseCause {
     /// time-out, or its transfer handler has not loaded yet: try again later.
     pub const BUSY: Self = cause(CloseReason::Error, 1013, "service busy");
 
+    /// This node lost its cluster lease (it paused or was cut off from
+    /// Redis for longer than the lease): a surviving node owns its
+    /// connections now and runs their cleanup, so this node drops them
+    /// without running it.
+    pub const FENCED: Self = cause(CloseReason::NodeLost, 1012, "gateway node lost its lease");
+
     /// Every cause.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::SERVER,
         Self::IDLE,
         Self::SHUTDOWN,
@@ -99,6 +110,7 @@ impl CloseCause {
         Self::BUSY,
         Self::UNRESPONSIVE,
         Self::SLOW_FRAME,
+        Self::FENCED,
     ];
 
     /// Whether the messages already queued for the client are sent before

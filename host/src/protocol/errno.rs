@@ -128,6 +128,14 @@ impl ErrNo {
         StatusCode::SERVICE_UNAVAILABLE,
         "the gateway's outbound budget is spent; the message was not queued",
     );
+    /// Cluster mode: the node that holds the connection could not be asked
+    /// (Redis is unreachable, or the node did not answer in time). The
+    /// request may be retried; nothing was delivered.
+    pub const CLUSTER_UNAVAILABLE: Self = row(
+        2206,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the connection's node cannot be reached now; try again",
+    );
     /// The register handler failed: trap, time-out or malformed answer.
     pub const REGISTER_FAILED: Self = row(
         2302,
@@ -230,7 +238,7 @@ impl ErrNo {
     );
 
     /// Every row, in number order.
-    pub const ALL: [Self; 36] = [
+    pub const ALL: [Self; 37] = [
         Self::OK,
         Self::MALFORMED_JSON,
         Self::MISSING_FIELD,
@@ -249,6 +257,7 @@ impl ErrNo {
         Self::QUEUE_FULL,
         Self::UNKNOWN_ROUTE,
         Self::OUTBOUND_BUDGET_SPENT,
+        Self::CLUSTER_UNAVAILABLE,
         Self::REGISTER_FAILED,
         Self::TOO_MANY_CONNECTIONS,
         Self::SHUTTING_DOWN,

@@ -138,7 +138,7 @@ impl SessionParts {
         } = self;
         let writer = tokio::spawn(write_loop(sink, outbound, stop_receiver));
         let ending = read_loop(&gateway, &service, &connection, stream).await;
-        let departed = gateway.router().remove(&connection);
+        let departed = gateway.router().detach(&connection);
         service.metrics.connection_closed();
         if ending.sent == Some(CloseCause::SLOW_CLIENT) {
             service.metrics.queue_overflow();
@@ -155,7 +155,14 @@ impl SessionParts {
         {
             abort.abort();
         }
-        run_cleanup(&gateway, &service, &connection, &ending, departed).await;
+        if ending.sent == Some(CloseCause::FENCED) {
+            // A surviving node owns this connection now and runs its
+            // cleanup; running it here too would run it twice.
+            tracing::info!(service = %service.name, conn = %connection.id, "connection dropped without cleanup: this node lost its cluster lease");
+        } else {
+            run_cleanup(&gateway, &service, &connection, &ending, departed).await;
+        }
+        gateway.router().forget(&connection);
         drop(tracked);
     }
 
@@ -164,7 +171,7 @@ impl SessionParts {
     /// be a destructor).
     fn finish_unopened(self, reason: CloseReason) {
         tokio::spawn(async move {
-            let departed = self.gateway.router().remove(&self.connection);
+            let departed = self.gateway.router().detach(&self.connection);
             let ending = Ending {
                 reason,
                 client_code: None,
@@ -178,6 +185,7 @@ impl SessionParts {
                 departed,
             )
             .await;
+            self.gateway.router().forget(&self.connection);
             drop(self._tracked);
         });
     }

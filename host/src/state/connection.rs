@@ -57,14 +57,37 @@ impl From<Payload> for Outbound {
     }
 }
 
-/// A new connection id: 128 bits from the OS's cryptographic generator,
-/// standard Base64.
-pub(crate) fn new_connection_id() -> Arc<str> {
+/// 128 bits from the OS's cryptographic generator.
+fn random_bits() -> [u8; 16] {
     let mut bytes = [0u8; 16];
     rand::rngs::OsRng
         .try_fill_bytes(&mut bytes)
         .expect("the operating system's random source is available");
-    BASE64.encode(bytes).into()
+    bytes
+}
+
+/// A new connection id: 128 bits from the OS's cryptographic generator,
+/// standard Base64.
+pub(crate) fn new_connection_id() -> Arc<str> {
+    BASE64.encode(random_bits()).into()
+}
+
+/// A new connection id of cluster node `node`: `<node>.<128 random bits in
+/// URL-safe Base64>`, so that any node can tell where it lives without a
+/// lookup, and nothing in it needs percent-encoding in a URL.
+pub(crate) fn new_node_connection_id(node: &str) -> Arc<str> {
+    let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bits());
+    format!("{node}.{bits}").into()
+}
+
+/// The node named by a cluster connection id, if it has the shape of one.
+pub fn node_of(id: &str) -> Option<&str> {
+    let (node, bits) = id.split_once('.')?;
+    let url_safe = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    (!node.is_empty() && bits.len() == 22 && url_safe(node) && url_safe(bits)).then_some(node)
 }
 
 /// One live (or registering) connection.
@@ -89,6 +112,7 @@ impl Connection {
     /// `bounds`, counting against the gateway's `budget`; the receiving end
     /// goes to its writer.
     pub fn new(
+        id: Arc<str>,
         service: &Arc<str>,
         source_ip: IpAddr,
         bounds: QueueBounds,
@@ -97,7 +121,7 @@ impl Connection {
         let (sender, receiver) = queue(bounds, budget);
         let now = now_ms();
         let connection = Self {
-            id: new_connection_id(),
+            id,
             service: service.clone(),
             source_ip,
             connected_at_ms: now,
@@ -191,7 +215,7 @@ impl Connection {
 }
 
 /// What the info routes report about a connection (times in ms since the epoch).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionInfo {
     /// The connection id.
@@ -220,5 +244,17 @@ mod tests {
         let b = new_connection_id();
         assert_ne!(a, b);
         assert_eq!(BASE64.decode(a.as_bytes()).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn node_ids_name_their_node_and_need_no_escaping() {
+        let id = new_node_connection_id("Xk3pQ9aL");
+        assert_eq!(id.len(), 31);
+        assert_eq!(node_of(&id), Some("Xk3pQ9aL"));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        assert_eq!(node_of(&new_connection_id()), None);
+        assert_eq!(node_of("a.b"), None);
     }
 }

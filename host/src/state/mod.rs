@@ -24,13 +24,13 @@ mod router;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use connection::Connection;
-pub use connection::{ConnectionInfo, Outbound};
+pub use connection::{node_of, ConnectionInfo, Outbound};
 pub use groups::{MemberPage, MAX_GROUPS_PER_CONNECTION, MAX_GROUP_NAME_BYTES, MEMBERS_PAGE_MAX};
 pub use outbound::OutboundBudget;
 pub(crate) use outbound::{OutboundReceiver, QueueBounds};
 pub use recorder::Recorder;
 pub(crate) use router::Reservation;
-pub use router::Router;
+pub use router::{Membership, Router};
 
 use crate::protocol::{ApiError, PushRequest};
 

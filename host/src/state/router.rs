@@ -13,9 +13,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
-use super::connection::{Connection, ConnectionInfo, Outbound};
+use super::connection::{
+    new_connection_id, new_node_connection_id, Connection, ConnectionInfo, Outbound,
+};
 use super::groups::{check_group, Groups, MemberPage};
 use super::outbound::{OutboundBudget, OutboundReceiver, QueueBounds};
 use super::Broker;
@@ -65,6 +67,20 @@ pub struct Router {
     /// Bytes queued for clients, every connection of every service
     /// together, and the most there may be (`--outbound-budget-mb`).
     budget: OutboundBudget,
+    /// Cluster mode: names new ids after the node and hears of every
+    /// connection added and removed. Set once, before the first connection.
+    membership: Arc<OnceLock<Arc<dyn Membership>>>,
+}
+
+/// Cluster mode: what the router tells the cluster about its connections.
+/// Both notices are called with no lock held and must not block.
+pub trait Membership: Send + Sync + std::fmt::Debug {
+    /// The id of this node now (it changes when the node rejoins).
+    fn node(&self) -> Arc<str>;
+    /// Connection `id` of `service`, named after `node`, was added.
+    fn added(&self, node: &Arc<str>, service: &Arc<str>, id: &Arc<str>);
+    /// Connection `id` of `service` was removed.
+    fn removed(&self, service: &Arc<str>, id: &Arc<str>);
 }
 
 /// A connection reserved in the router, with the receiving end of its queue.
@@ -79,7 +95,36 @@ impl Router {
         Self {
             services: Arc::default(),
             budget,
+            membership: Arc::default(),
         }
+    }
+
+    /// Cluster mode: names ids after the node and reports connections to
+    /// `membership`. Only the first call counts.
+    pub fn set_membership(&self, membership: Arc<dyn Membership>) {
+        let _ = self.membership.set(membership);
+    }
+
+    /// Every live connection: (service, id).
+    pub fn all(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let shards: Vec<(Arc<str>, Arc<Shard>)> = {
+            let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+            services
+                .iter()
+                .map(|(name, shard)| (name.clone(), shard.clone()))
+                .collect()
+        };
+        let mut all = Vec::new();
+        for (service, shard) in shards {
+            let state = shard.lock();
+            all.extend(
+                state
+                    .connections
+                    .keys()
+                    .map(|id| (service.clone(), id.clone())),
+            );
+        }
+        all
     }
 
     /// The gateway-wide outbound budget, with the bytes queued now.
@@ -130,7 +175,13 @@ impl Router {
         queue: QueueBounds,
         max_connections: usize,
     ) -> Result<Reservation, ApiError> {
-        let (connection, outbound) = Connection::new(service, source_ip, queue, &self.budget);
+        let membership = self.membership.get();
+        let node = membership.map(|membership| membership.node());
+        let id = match &node {
+            Some(node) => new_node_connection_id(node),
+            None => new_connection_id(),
+        };
+        let (connection, outbound) = Connection::new(id, service, source_ip, queue, &self.budget);
         let connection = Arc::new(connection);
         loop {
             let shard = self.shard_or_new(service);
@@ -147,6 +198,10 @@ impl Router {
             state
                 .connections
                 .insert(connection.id.clone(), connection.clone());
+            drop(state);
+            if let (Some(membership), Some(node)) = (membership, &node) {
+                membership.added(node, service, &connection.id);
+            }
             return Ok(Reservation {
                 connection,
                 outbound,
@@ -155,8 +210,28 @@ impl Router {
     }
 
     /// Removes a connection, and takes it out of every group; later pushes
-    /// to it are "not found". Returns the groups it was in.
+    /// to it are "not found". Returns the groups it was in. In cluster
+    /// mode it leaves the node's registry too: for a connection whose
+    /// cleanup is still to run, use [`Router::detach`] then
+    /// [`Router::forget`].
     pub(crate) fn remove(&self, connection: &Connection) -> Vec<Arc<str>> {
+        let groups = self.detach(connection);
+        self.forget(connection);
+        groups
+    }
+
+    /// Cluster mode: takes a connection out of the node's registry, once
+    /// its cleanup has run. Until then, a survivor of this node's crash
+    /// would run the cleanup itself.
+    pub(crate) fn forget(&self, connection: &Connection) {
+        if let Some(membership) = self.membership.get() {
+            membership.removed(&connection.service, &connection.id);
+        }
+    }
+
+    /// Like [`Router::remove`], but it stays in the node's registry (cluster
+    /// mode) until [`Router::forget`].
+    pub(crate) fn detach(&self, connection: &Connection) -> Vec<Arc<str>> {
         let Some(shard) = self.shard(&connection.service) else {
             return Vec::new();
         };
@@ -191,7 +266,17 @@ impl Router {
 
     /// Asks one connection of `service` to close, as the service's own close.
     pub fn close(&self, service: &str, id: &str) -> Result<(), ApiError> {
-        self.find(service, id)?.close(CloseCause::SERVER);
+        self.close_with(service, id, CloseCause::SERVER)
+    }
+
+    /// Asks one connection of `service` to close, for `cause`.
+    pub(crate) fn close_with(
+        &self,
+        service: &str,
+        id: &str,
+        cause: CloseCause,
+    ) -> Result<(), ApiError> {
+        self.find(service, id)?.close(cause);
         Ok(())
     }
 

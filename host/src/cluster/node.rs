@@ -1,0 +1,389 @@
+//! This node in the cluster: its id, its lease (renewed, or lost and then
+//! fenced), and its registry of live connections in Redis. After each
+//! renewal it looks for dead nodes to claim (`reaper.rs`).
+//!
+//! The registry is written by one task fed from the router's notices, in
+//! batches, so a connection never waits for Redis. When writes fail (Redis
+//! down) the registry is marked stale and rewritten whole from the router
+//! once the lease is renewed again; a Redis that restarted empty is
+//! refilled the same way, and so a short outage loses nothing. A
+//! connection opened in the last few milliseconds before a crash may not
+//! have reached the registry yet; its `node_lost` cleanup is then missed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures_util::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::inbox::Answer;
+use super::{bounded, keys, new_node_id, ClusterBroker, COMMAND_TIMEOUT, LEASE_TTL, RENEW_EVERY};
+use crate::protocol::CloseCause;
+use crate::state::{node_of, Membership, Router};
+
+/// Runs the cleanup handler of a connection of a dead node: (service, id).
+pub type Cleaner = Arc<dyn Fn(String, String) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Renews the lease, unless a survivor has claimed this node; (re)creates
+/// it when allowed (the node never held it, or held it so recently that it
+/// cannot have expired: Redis lost it in a restart, which it then flags
+/// for a lease TTL). 1: renewed; 0: joined (the registry must be
+/// rewritten); -1: lost, fence.
+const RENEW: &str = r"
+redis.call('SET', KEYS[4], '1', 'NX')
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'XX', 'PX', ARGV[2]) then
+  if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 1 end
+  redis.call('SADD', KEYS[3], ARGV[1])
+  return 0
+end
+if ARGV[3] ~= '1' then return -1 end
+if ARGV[4] == '1' then redis.call('SET', KEYS[5], '1', 'PX', ARGV[2]) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 0
+";
+
+/// A change the registry writer applies.
+#[derive(Debug)]
+enum RegistryChange {
+    Added {
+        node: Arc<str>,
+        service: Arc<str>,
+        id: Arc<str>,
+    },
+    Removed {
+        id: Arc<str>,
+    },
+    /// Rewrite the whole registry of this node from the router.
+    Rewrite,
+}
+
+/// What the node's tasks and its broker share.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub redis: ConnectionManager,
+    pub client: redis::Client,
+    pub router: Router,
+    /// This node's id now; a new one after fencing.
+    node: RwLock<Arc<str>>,
+    /// The same id, for the inbox to resubscribe when it changes.
+    pub node_changes: watch::Sender<Arc<str>>,
+    registry: mpsc::UnboundedSender<RegistryChange>,
+    /// Registry writes failed: rewrite it once Redis answers again.
+    stale: AtomicBool,
+    /// Whether the inbox is subscribed: answers to requests come there.
+    pub subscribed: AtomicBool,
+    /// Whether the last lease renewal succeeded.
+    lease_held: AtomicBool,
+    /// Requests to other nodes waiting for their answer, by request id.
+    pub pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    pub next_request: AtomicU64,
+}
+
+impl Shared {
+    pub fn node(&self) -> Arc<str> {
+        self.node.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Drops this node's connections without their cleanup (a survivor
+    /// owns them now) and takes a new id to rejoin under.
+    fn fence(&self, why: &str) {
+        let old = self.node();
+        let new = new_node_id();
+        *self.node.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        self.node_changes.send_replace(new.clone());
+        let mut dropped = 0usize;
+        for (service, id) in self.router.all() {
+            if node_of(&id) == Some(&*old) {
+                let _ = self.router.close_with(&service, &id, CloseCause::FENCED);
+                dropped += 1;
+            }
+        }
+        tracing::warn!(
+            old_node = %old,
+            new_node = %new,
+            dropped,
+            why,
+            "fenced: this node lost its cluster lease; its connections are dropped without cleanup (a surviving node runs them); rejoining under a new node id"
+        );
+    }
+
+    /// Applies registry changes in batches, until the router is gone.
+    async fn write_registry(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<RegistryChange>) {
+        while let Some(first) = changes.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 1024 {
+                match changes.try_recv() {
+                    Ok(change) => batch.push(change),
+                    Err(_) => break,
+                }
+            }
+            let node = self.node();
+            let key = keys::conns(&node);
+            let mut pipe = redis::pipe();
+            let mut rewrite = false;
+            for change in batch {
+                match change {
+                    // Changes of an id the node had before it was fenced
+                    // are the survivor's business now.
+                    RegistryChange::Added {
+                        node: of,
+                        service,
+                        id,
+                    } if of == node => {
+                        pipe.hset(&key, &*id, &*service).ignore();
+                    }
+                    RegistryChange::Removed { id } if node_of(&id) == Some(&*node) => {
+                        pipe.hdel(&key, &*id).ignore();
+                    }
+                    RegistryChange::Rewrite => rewrite = true,
+                    _ => {}
+                }
+            }
+            if rewrite {
+                // The whole registry from the router, in one transaction;
+                // it covers whatever the batch held.
+                pipe = redis::pipe();
+                pipe.atomic().del(&key).ignore();
+                let entries: Vec<(Arc<str>, Arc<str>)> = self
+                    .router
+                    .all()
+                    .into_iter()
+                    .filter(|(_, id)| node_of(id) == Some(&*node))
+                    .map(|(service, id)| (id, service))
+                    .collect();
+                for chunk in entries.chunks(1000) {
+                    let pairs: Vec<(&str, &str)> =
+                        chunk.iter().map(|(id, s)| (&**id, &**s)).collect();
+                    pipe.hset_multiple(&key, &pairs).ignore();
+                }
+            }
+            if pipe.is_empty() {
+                continue;
+            }
+            let mut redis = self.redis.clone();
+            if let Err(error) = bounded(pipe.query_async::<()>(&mut redis)).await {
+                if !self.stale.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(node = %node, %error, "cluster registry write failed; it will be rewritten once Redis answers");
+                }
+            }
+        }
+    }
+}
+
+impl Membership for Shared {
+    fn node(&self) -> Arc<str> {
+        Shared::node(self)
+    }
+
+    fn added(&self, node: &Arc<str>, service: &Arc<str>, id: &Arc<str>) {
+        let _ = self.registry.send(RegistryChange::Added {
+            node: node.clone(),
+            service: service.clone(),
+            id: id.clone(),
+        });
+    }
+
+    fn removed(&self, _service: &Arc<str>, id: &Arc<str>) {
+        let _ = self
+            .registry
+            .send(RegistryChange::Removed { id: id.clone() });
+    }
+}
+
+/// This node's membership of the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    shared: Arc<Shared>,
+    /// Stops the lease and inbox tasks when the node leaves.
+    stop: CancellationToken,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl ClusterNode {
+    /// A node of the cluster on the Redis at `url`, whose connections are
+    /// `router`'s. Nothing is sent to Redis until [`ClusterNode::start`].
+    pub fn new(url: &str, router: Router) -> anyhow::Result<Self> {
+        let client =
+            redis::Client::open(url).map_err(|error| anyhow::anyhow!("cluster: {url}: {error}"))?;
+        // Fail fast: one quick reconnection attempt per failed command;
+        // the lease loop retries every second anyway.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_min_delay(std::time::Duration::from_millis(50))
+            .set_max_delay(std::time::Duration::from_millis(200))
+            .set_connection_timeout(Some(COMMAND_TIMEOUT / 2))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        let redis = client
+            .get_connection_manager_lazy(config)
+            .map_err(|error| anyhow::anyhow!("cluster: {url}: {error}"))?;
+        let node = new_node_id();
+        let (registry, changes) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            redis,
+            client,
+            router: router.clone(),
+            node: RwLock::new(node.clone()),
+            node_changes: watch::channel(node).0,
+            registry,
+            stale: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            lease_held: AtomicBool::new(false),
+            pending: Mutex::default(),
+            next_request: AtomicU64::new(1),
+        });
+        router.set_membership(shared.clone());
+        tokio::spawn(shared.clone().write_registry(changes));
+        Ok(Self {
+            shared,
+            stop: CancellationToken::new(),
+            tasks: Arc::default(),
+        })
+    }
+
+    /// The broker that reaches this node's connections and other nodes'.
+    pub fn broker(&self) -> ClusterBroker {
+        ClusterBroker::new(self.shared.clone())
+    }
+
+    /// This node's id now.
+    pub fn node_id(&self) -> Arc<str> {
+        self.shared.node()
+    }
+
+    /// For the control listener's health: the node id, whether its last
+    /// lease renewal succeeded, whether its inbox is subscribed.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": &*self.shared.node(),
+            "lease": self.shared.lease_held.load(Ordering::Relaxed),
+            "subscribed": self.shared.subscribed.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Starts the lease, the inbox and the search for dead nodes, whose
+    /// connections' cleanups `cleaner` runs.
+    pub fn start(&self, cleaner: Cleaner) {
+        tracing::info!(node = %self.shared.node(), "cluster node starting");
+        let lease = tokio::spawn(lease_loop(self.shared.clone(), cleaner, self.stop.clone()));
+        let inbox = tokio::spawn(super::inbox::inbox_loop(
+            self.shared.clone(),
+            self.stop.clone(),
+        ));
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.push(lease);
+        tasks.push(inbox);
+    }
+
+    /// Leaves the cluster after a graceful shutdown, whose cleanups ran
+    /// here: the lease and the registry are deleted, so no survivor runs
+    /// them again.
+    pub async fn leave(&self) {
+        self.stop.cancel();
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = tokio::time::timeout(COMMAND_TIMEOUT * 2, task).await;
+        }
+        let node = self.shared.node();
+        let mut redis = self.shared.redis.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(keys::lease(&node))
+            .ignore()
+            .del(keys::conns(&node))
+            .ignore()
+            .srem(keys::NODES, &*node)
+            .ignore();
+        match bounded(pipe.query_async::<()>(&mut redis)).await {
+            Ok(()) => tracing::info!(node = %node, "left the cluster"),
+            Err(error) => {
+                tracing::warn!(node = %node, %error, "could not leave the cluster; a survivor will run the cleanups of what is left in its registry")
+            }
+        }
+    }
+}
+
+/// Renews the lease every [`RENEW_EVERY`]; fences the node when it is
+/// lost; then looks for dead nodes to claim.
+async fn lease_loop(shared: Arc<Shared>, cleaner: Cleaner, stop: CancellationToken) {
+    let renew = redis::Script::new(RENEW);
+    let reaping: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut renewed_at: Option<Instant> = None;
+    let mut failing = false;
+    let mut ticker = tokio::time::interval(RENEW_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        // By our own clock: past the TTL a survivor may own our
+        // connections, whether or not Redis can tell us so.
+        if renewed_at.is_some_and(|at| at.elapsed() >= LEASE_TTL) {
+            shared.fence("no lease renewal for the whole lease TTL");
+            renewed_at = None;
+        }
+        let node = shared.node();
+        let sent_at = Instant::now();
+        // (Re)creating the lease is safe only while it cannot have expired.
+        let may_create = renewed_at.is_none_or(|at| at.elapsed() + RENEW_EVERY < LEASE_TTL);
+        let mut redis = shared.redis.clone();
+        let answer = bounded(
+            renew
+                .key(keys::lease(&node))
+                .key(keys::claim(&node))
+                .key(keys::NODES)
+                .key(keys::SINCE)
+                .key(keys::RELEARNING)
+                .arg(&*node)
+                .arg(LEASE_TTL.as_millis() as u64)
+                .arg(if may_create { "1" } else { "0" })
+                .arg(if renewed_at.is_some() { "1" } else { "0" })
+                .invoke_async::<i64>(&mut redis),
+        )
+        .await;
+        shared
+            .lease_held
+            .store(matches!(answer, Ok(0 | 1)), Ordering::Relaxed);
+        match answer {
+            Ok(1) => {
+                renewed_at = Some(sent_at);
+                if shared.stale.swap(false, Ordering::Relaxed) {
+                    let _ = shared.registry.send(RegistryChange::Rewrite);
+                }
+            }
+            Ok(0) => {
+                renewed_at = Some(sent_at);
+                shared.stale.store(false, Ordering::Relaxed);
+                let _ = shared.registry.send(RegistryChange::Rewrite);
+                tracing::info!(node = %node, "joined the cluster: lease held, registry written");
+            }
+            Ok(_) => {
+                shared.fence("the lease expired or a survivor claimed this node");
+                renewed_at = None;
+                continue;
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(node = %node, %error, "cannot renew the cluster lease; local traffic goes on, requests to other nodes answer 503");
+                }
+                failing = true;
+                shared.stale.store(true, Ordering::Relaxed);
+                continue;
+            }
+        }
+        if failing {
+            tracing::info!(node = %node, "Redis answers again: lease renewed");
+            failing = false;
+        }
+        if let Err(error) = super::reaper::claim_dead_nodes(&shared, &cleaner, &reaping).await {
+            tracing::debug!(%error, "looking for dead nodes failed");
+        }
+    }
+}
