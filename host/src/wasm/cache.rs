@@ -2,7 +2,8 @@
 //!
 //! A compiled component is stored under a key made of the SHA-256 of the
 //! `.wasm` bytes and the engine's compatibility hash (wasmtime version, target
-//! and every setting that changes the machine code), so a restart with
+//! and every setting that changes the machine code) with the revision of the
+//! core-module wrapping, so a restart with
 //! unchanged plugins does not recompile, and an engine upgrade or a settings
 //! change never loads a stale artefact. Entries are written to a temporary file
 //! of their own (a name no other writer uses, created exclusively) and renamed,
@@ -63,6 +64,9 @@ impl CompileCache {
         check_owned(dir)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        // A core module is wrapped before it is compiled: a change of the
+        // wrapping must not load an artefact wrapped the old way.
+        super::core_module::WRAPPER_REVISION.hash(&mut hasher);
         let engine_key = format!("{:016x}", hasher.finish());
         let cache = Self {
             dir: dir.to_owned(),
