@@ -36,6 +36,16 @@ pub async fn invoke(
         .and_then(serde_json::Value::as_str)
         .unwrap_or("local-connection")
         .into();
+    let (runtime, module, kv) = load(file, state).await?;
+    run_once(&runtime, &module, service, role, connection_id, event, kv).await
+}
+
+/// A runtime for `wasmgate invoke`, `file` loaded into it, and the
+/// key-value store of `state` (a fresh one in memory when `None`).
+async fn load(
+    file: &Path,
+    state: Option<&Path>,
+) -> anyhow::Result<(Runtime, HandlerModule, KvStore)> {
     let gateway_config = GatewayConfig {
         max_concurrency: 4,
         ..GatewayConfig::new(".")
@@ -50,11 +60,11 @@ pub async fn invoke(
         Some(path) => KvStore::open(path)?,
         None => KvStore::in_memory()?,
     };
-    run_once(&runtime, &module, service, role, connection_id, event, kv).await
+    Ok((runtime, module, kv))
 }
 
-/// One call of `module`, with pushes recorded and a fresh in-memory
-/// key-value store; nothing is instantiated beyond the call itself.
+/// One call of `module` on `kv`, with pushes recorded; nothing is
+/// instantiated beyond the call itself.
 async fn run_once(
     runtime: &Runtime,
     module: &HandlerModule,
@@ -154,20 +164,7 @@ pub async fn invoke_script(
     let steps: Vec<ScriptStep> = serde_json::from_str(script).context(
         "the script is not a JSON array of steps ({\"connect\"}, {\"send\"}, {\"close\"})",
     )?;
-    let gateway_config = GatewayConfig {
-        max_concurrency: 4,
-        ..GatewayConfig::new(".")
-    };
-    let runtime = Runtime::new(&gateway_config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let module = runtime
-        .load(&bytes)
-        .await
-        .with_context(|| format!("loading {}", file.display()))?;
-    let kv = match state {
-        Some(path) => KvStore::open(path)?,
-        None => KvStore::in_memory()?,
-    };
+    let (runtime, module, kv) = load(file, state).await?;
     let router = Router::new(OutboundBudget::new(usize::MAX));
     let broker: Arc<dyn crate::state::Broker> = Arc::new(router.clone());
     let service: Arc<str> = service.into();
@@ -337,13 +334,18 @@ pub async fn invoke_script(
 /// The handler's output lines of one call, indented, into the transcript.
 fn record_output(transcript: &mut Vec<String>, outcome: &CallOutcome) {
     for line in &outcome.output {
-        let source = match line.source {
-            OutputSource::Stdout => "stdout".to_owned(),
-            OutputSource::Stderr => "stderr".to_owned(),
-            OutputSource::Log(level) => format!("log {level:?}").to_lowercase(),
-        };
-        transcript.push(format!("   [{source}] {}", line.text));
+        transcript.push(format!("   {}", output_line(line)));
     }
+}
+
+/// One line of a handler's output as `invoke` prints it: `[source] text`.
+pub fn output_line(line: &OutputLine) -> String {
+    let source = match line.source {
+        OutputSource::Stdout => "stdout".to_owned(),
+        OutputSource::Stderr => "stderr".to_owned(),
+        OutputSource::Log(level) => format!("log {level:?}").to_lowercase(),
+    };
+    format!("[{source}] {}", line.text)
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub use config::{
 };
 pub use dispatch::Gateway;
 pub use http::{control_app, public_app, run, serve, Listeners};
-pub use invoke::{invoke, invoke_script, ScriptStep};
+pub use invoke::{invoke, invoke_script, output_line, ScriptStep};
 pub use plugins::{LoadFailure, LoadedHandler, PluginFile, Service, Services};
 pub use protocol::{ApiError, CloseCause, ErrNo};
 pub use state::{Broker, ConnectionInfo, Router};

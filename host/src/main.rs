@@ -11,9 +11,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use wasmgate::config::file::{ConfigFile, FileError, KeyError};
 use wasmgate::logging::LogFormat;
-use wasmgate::{
-    CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, Listeners, OutputSource, TlsConfig,
-};
+use wasmgate::{CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, Listeners, TlsConfig};
 
 /// mimalloc: the per-event path allocates and frees many small buffers
 /// (event JSON, WASI context, store), which glibc's allocator serves
@@ -528,27 +526,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Build { dir } => {
             let handler = wasmgate::scaffold::build_service(&dir)?;
-            let report = wasmgate::check::check(&handler)?;
-            println!(
-                "{}
-{report}",
-                handler.display()
-            );
-            Ok(if report.fits() {
-                std::process::ExitCode::SUCCESS
-            } else {
-                std::process::ExitCode::FAILURE
-            })
+            check_and_report(&handler)
         }
-        Command::Check { file } => {
-            let report = wasmgate::check::check(&file)?;
-            println!("{}\n{report}", file.display());
-            Ok(if report.fits() {
-                std::process::ExitCode::SUCCESS
-            } else {
-                std::process::ExitCode::FAILURE
-            })
-        }
+        Command::Check { file } => check_and_report(&file),
         Command::Componentize { input, output } => {
             let (size, adapter) = wasmgate::check::componentize(&input, &output)?;
             println!(
@@ -590,12 +570,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 .with_context(|| format!("reading {}", event.display()))?;
             let outcome = wasmgate::invoke(&file, &event, &service, state.as_deref()).await?;
             for line in &outcome.output {
-                let source = match line.source {
-                    OutputSource::Stdout => "stdout".to_owned(),
-                    OutputSource::Stderr => "stderr".to_owned(),
-                    OutputSource::Log(level) => format!("log {level:?}").to_lowercase(),
-                };
-                eprintln!("[{source}] {}", line.text);
+                eprintln!("{}", wasmgate::output_line(line));
             }
             match outcome.result {
                 Ok(answer) => {
@@ -609,6 +584,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
     }
+}
+
+/// `wasmgate check` of `file`, printed; exit 1 when it does not fit.
+fn check_and_report(file: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    let report = wasmgate::check::check(file)?;
+    println!("{}\n{report}", file.display());
+    Ok(if report.fits() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 /// `wasmgate serve`: binds both listeners and serves until Ctrl-C or SIGTERM.

@@ -157,6 +157,39 @@ impl RedbBackend {
     }
 }
 
+/// Walks the live rows of `service` whose keys start with `prefix`, in key
+/// order after `cursor`, handing each to `take` until it answers `false`
+/// (the page is full). Returns whether it stopped so, i.e. whether a next
+/// page may follow.
+fn scan_page(
+    table: &redb::ReadOnlyTable<(&'static str, &'static str), (u64, &'static [u8])>,
+    now: u64,
+    service: &str,
+    prefix: &str,
+    cursor: Option<&str>,
+    mut take: impl FnMut(&str, &[u8]) -> bool,
+) -> Result<bool, ApiError> {
+    let start = match cursor {
+        Some(cursor) if cursor >= prefix => cursor,
+        _ => prefix,
+    };
+    for entry in table.range((service, start)..).map_err(storage)? {
+        let (key, entry) = entry.map_err(storage)?;
+        let (owner, key) = key.value();
+        if owner != service || !key.starts_with(prefix) {
+            break;
+        }
+        let (expires_at_ms, value) = entry.value();
+        if Some(key) == cursor || !live(expires_at_ms, now) {
+            continue;
+        }
+        if !take(key, value) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 #[async_trait::async_trait]
 impl KvBackend for RedbBackend {
     async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
@@ -187,27 +220,14 @@ impl KvBackend for RedbBackend {
         cursor: Option<&str>,
     ) -> Result<KeyPage, ApiError> {
         self.read(|table, now| {
-            let start = match cursor {
-                Some(cursor) if cursor >= prefix => cursor,
-                _ => prefix,
-            };
             let mut keys = Vec::new();
-            let mut full = false;
-            for entry in table.range((service, start)..).map_err(storage)? {
-                let (key, entry) = entry.map_err(storage)?;
-                let (owner, key) = key.value();
-                if owner != service || !key.starts_with(prefix) {
-                    break;
-                }
-                if Some(key) == cursor || !live(entry.value().0, now) {
-                    continue;
-                }
+            let full = scan_page(table, now, service, prefix, cursor, |key, _| {
                 if keys.len() == LIST_PAGE_KEYS {
-                    full = true;
-                    break;
+                    return false;
                 }
                 keys.push(key.to_owned());
-            }
+                true
+            })?;
             let cursor = if full { keys.last().cloned() } else { None };
             Ok(KeyPage { keys, cursor })
         })
@@ -220,32 +240,18 @@ impl KvBackend for RedbBackend {
         cursor: Option<&str>,
     ) -> Result<EntryPage, ApiError> {
         self.read(|table, now| {
-            let start = match cursor {
-                Some(cursor) if cursor >= prefix => cursor,
-                _ => prefix,
-            };
             let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
             let mut bytes = 0usize;
-            let mut full = false;
-            for entry in table.range((service, start)..).map_err(storage)? {
-                let (key, entry) = entry.map_err(storage)?;
-                let (owner, key) = key.value();
-                if owner != service || !key.starts_with(prefix) {
-                    break;
-                }
-                let (expires_at_ms, value) = entry.value();
-                if Some(key) == cursor || !live(expires_at_ms, now) {
-                    continue;
-                }
+            let full = scan_page(table, now, service, prefix, cursor, |key, value| {
                 if entries.len() == LIST_PAGE_KEYS
                     || (!entries.is_empty() && bytes + value.len() > READ_MANY_BYTES)
                 {
-                    full = true;
-                    break;
+                    return false;
                 }
                 bytes += value.len();
                 entries.push((key.to_owned(), value.to_vec()));
-            }
+                true
+            })?;
             let cursor = if full {
                 entries.last().map(|(key, _)| key.clone())
             } else {
