@@ -109,36 +109,27 @@ async fn a_core_module_importing_wasi_preview1_loads_as_built_and_serves() {
 #[tokio::test]
 async fn the_c_helper_reaches_kv_and_groups() {
     let gateway = TestGateway::start(&[ServiceSpec::new("c-state").handler("echo-c")]).await;
-    let mut a = gateway.connect("c-state").await;
-    let mut b = gateway.connect("c-state").await;
-    assert_eq!(ask(&mut a, "/count").await, "count 1");
-    assert_eq!(ask(&mut b, "/count").await, "count 2");
-    assert_eq!(ask(&mut a, "/join room").await, "joined room");
-    assert_eq!(ask(&mut b, "/join room").await, "joined room");
-    assert_eq!(ask(&mut a, "/members room").await, "2");
-    assert_eq!(ask(&mut a, "/say room hello b").await, "delivered 1");
-    assert_eq!(next_text(&mut b).await, "hello b");
-    assert_eq!(ask(&mut a, "/keys keys/").await, "1 keys, keys/a=1");
-    assert_eq!(ask(&mut a, "/join ").await, "result:2406");
-    assert_eq!(ask(&mut b, "plain").await, "plain");
+    state_commands_work(
+        &gateway,
+        "c-state",
+        &[
+            ("/keys keys/", "1 keys, keys/a=1"),
+            ("/join ", "result:2406"),
+        ],
+    )
+    .await;
 }
 
 /// The Zig helper's key-value store and groups, through a real gateway.
 #[tokio::test]
 async fn the_zig_helper_reaches_kv_and_groups() {
     let gateway = TestGateway::start(&[ServiceSpec::new("zig-state").handler("echo-zig")]).await;
-    let mut a = gateway.connect("zig-state").await;
-    let mut b = gateway.connect("zig-state").await;
-    assert_eq!(ask(&mut a, "/count").await, "count 1");
-    assert_eq!(ask(&mut b, "/count").await, "count 2");
-    assert_eq!(ask(&mut a, "/join room").await, "joined room");
-    assert_eq!(ask(&mut b, "/join room").await, "joined room");
-    assert_eq!(ask(&mut a, "/members room").await, "2");
-    assert_eq!(ask(&mut a, "/say room hello b").await, "delivered 1");
-    assert_eq!(next_text(&mut b).await, "hello b");
-    assert_eq!(ask(&mut a, "/value k").await, "k=1 deleted=true");
-    assert_eq!(ask(&mut a, "/join ").await, "result:2406");
-    assert_eq!(ask(&mut b, "plain").await, "plain");
+    state_commands_work(
+        &gateway,
+        "zig-state",
+        &[("/value k", "k=1 deleted=true"), ("/join ", "result:2406")],
+    )
+    .await;
 }
 
 /// The AssemblyScript helper's key-value store and groups, through a real
@@ -146,18 +137,12 @@ async fn the_zig_helper_reaches_kv_and_groups() {
 #[tokio::test]
 async fn the_assemblyscript_helper_reaches_kv_and_groups() {
     let gateway = TestGateway::start(&[ServiceSpec::new("as-state").handler("echo-as")]).await;
-    let mut a = gateway.connect("as-state").await;
-    let mut b = gateway.connect("as-state").await;
-    assert_eq!(ask(&mut a, "/count").await, "count 1");
-    assert_eq!(ask(&mut b, "/count").await, "count 2");
-    assert_eq!(ask(&mut a, "/join room").await, "joined room");
-    assert_eq!(ask(&mut b, "/join room").await, "joined room");
-    assert_eq!(ask(&mut a, "/members room").await, "2");
-    assert_eq!(ask(&mut a, "/say room hello b").await, "delivered 1");
-    assert_eq!(next_text(&mut b).await, "hello b");
-    assert_eq!(ask(&mut a, "/value k").await, "k=1 deleted=true");
-    assert_eq!(ask(&mut a, "/join ").await, "result:2406");
-    assert_eq!(ask(&mut b, "plain").await, "plain");
+    state_commands_work(
+        &gateway,
+        "as-state",
+        &[("/value k", "k=1 deleted=true"), ("/join ", "result:2406")],
+    )
+    .await;
 }
 
 /// A module whose `cabi_realloc` only works once its runtime is set up in

@@ -174,18 +174,12 @@ async fn a_hot_reload_starts_a_new_instance_pool() {
 async fn the_python_helper_reaches_kv_and_groups() {
     let _large = using_large_handlers().await;
     let gateway = TestGateway::start(&[ServiceSpec::new("py-state").handler("echo-python")]).await;
-    let mut a = gateway.connect("py-state").await;
-    let mut b = gateway.connect("py-state").await;
-    assert_eq!(ask(&mut a, "/count").await, "count 1");
-    assert_eq!(ask(&mut b, "/count").await, "count 2");
-    assert_eq!(ask(&mut a, "/join room").await, "joined room");
-    assert_eq!(ask(&mut b, "/join room").await, "joined room");
-    assert_eq!(ask(&mut a, "/members room").await, "2");
-    assert_eq!(ask(&mut a, "/say room hello b").await, "delivered 1");
-    assert_eq!(next_text(&mut b).await, "hello b");
-    assert_eq!(ask(&mut a, "/tally poll/").await, "poll/a=1,poll/b=2");
-    // Plain messages still echo.
-    assert_eq!(ask(&mut b, "plain").await, "plain");
+    state_commands_work(
+        &gateway,
+        "py-state",
+        &[("/tally poll/", "poll/a=1,poll/b=2")],
+    )
+    .await;
 }
 
 /// The JavaScript helper's key-value store and groups, through a real
@@ -194,18 +188,10 @@ async fn the_python_helper_reaches_kv_and_groups() {
 async fn the_javascript_helper_reaches_kv_and_groups() {
     let _large = using_large_handlers().await;
     let gateway = TestGateway::start(&[ServiceSpec::new("js-state").handler("echo-js")]).await;
-    let mut a = gateway.connect("js-state").await;
-    let mut b = gateway.connect("js-state").await;
-    assert_eq!(ask(&mut a, "/count").await, "count 1");
-    assert_eq!(ask(&mut b, "/count").await, "count 2");
-    assert_eq!(ask(&mut a, "/join room").await, "joined room");
-    assert_eq!(ask(&mut b, "/join room").await, "joined room");
-    assert_eq!(ask(&mut a, "/members room").await, "2");
-    assert_eq!(ask(&mut a, "/say room hello b").await, "delivered 1");
-    assert_eq!(next_text(&mut b).await, "hello b");
-    assert_eq!(
-        ask(&mut a, "/tally poll/").await,
-        "poll/a=1,poll/b=2 deleted=true"
-    );
-    assert_eq!(ask(&mut b, "plain").await, "plain");
+    state_commands_work(
+        &gateway,
+        "js-state",
+        &[("/tally poll/", "poll/a=1,poll/b=2 deleted=true")],
+    )
+    .await;
 }

@@ -318,6 +318,27 @@ pub async fn ask(client: &mut Client, text: &str) -> String {
     next_text(client).await
 }
 
+/// Checks the `/` commands of an example echo whose language helper reaches
+/// the key-value store and groups: a counter shared by two clients, a group
+/// joined by both, its member count and a broadcast to it but the sender;
+/// then each `(command, reply)` of `more` from the first client; a plain
+/// message still echoes.
+pub async fn state_commands_work(gateway: &TestGateway, service: &str, more: &[(&str, &str)]) {
+    let mut a = gateway.connect(service).await;
+    let mut b = gateway.connect(service).await;
+    assert_eq!(ask(&mut a, "/count").await, "count 1");
+    assert_eq!(ask(&mut b, "/count").await, "count 2");
+    assert_eq!(ask(&mut a, "/join room").await, "joined room");
+    assert_eq!(ask(&mut b, "/join room").await, "joined room");
+    assert_eq!(ask(&mut a, "/members room").await, "2");
+    assert_eq!(ask(&mut a, "/say room hello b").await, "delivered 1");
+    assert_eq!(next_text(&mut b).await, "hello b");
+    for (command, reply) in more {
+        assert_eq!(ask(&mut a, command).await, *reply, "{service}: {command}");
+    }
+    assert_eq!(ask(&mut b, "plain").await, "plain");
+}
+
 /// Checks an echo service: text (ASCII, non-ASCII, several KiB) comes back
 /// as text and binary as binary.
 pub async fn echoes_everything(gateway: &TestGateway, service: &str) {
