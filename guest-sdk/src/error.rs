@@ -71,8 +71,8 @@ impl GatewayError {
     /// empty, so it stays open and the message was not queued. Try later.
     pub const OUTBOUND_BUDGET_SPENT: i32 = 2205;
     /// 2206: cluster mode: the node holding the connection could not be
-    /// asked (Redis unreachable, or no answer in time); nothing was
-    /// delivered. Try again.
+    /// asked (Redis unreachable, or no answer in time), or a group change or
+    /// broadcast could not go through Redis; nothing was done. Try again.
     pub const CLUSTER_UNAVAILABLE: i32 = 2206;
     /// 2302: the register handler failed (an upgrade refused; HTTP only).
     pub const REGISTER_FAILED: i32 = 2302;

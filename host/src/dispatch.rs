@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::{Cleaner, ClusterNode};
+use crate::cluster::{Cleaner, ClusterNode, LostConnection};
 use crate::config::{GatewayConfig, ServiceConfig};
 use crate::metrics::Outcome;
 use crate::plugins::{CapPermit, PluginWatcher, Service, Services, Slot};
@@ -143,11 +143,9 @@ impl Gateway {
         if let Some(cluster) = &gateway.inner.cluster {
             let runner = gateway.clone();
             let cleaner: Cleaner = Arc::new(
-                move |service: String,
-                      id: String|
-                      -> futures_util::future::BoxFuture<'static, ()> {
+                move |lost: LostConnection| -> futures_util::future::BoxFuture<'static, ()> {
                     let gateway = runner.clone();
-                    Box::pin(async move { gateway.cleanup_lost(&service, &id).await })
+                    Box::pin(async move { gateway.cleanup_lost(lost).await })
                 },
             );
             cluster.start(cleaner);
@@ -160,13 +158,21 @@ impl Gateway {
         self.inner.cluster.as_ref()
     }
 
-    /// Runs the cleanup of connection `id` of `service`, which lived on a
-    /// node that died or lost its lease (cluster mode), with `closeReason`
-    /// `node_lost`. Its groups were that node's: none are passed.
-    pub(crate) async fn cleanup_lost(&self, service: &str, id: &str) {
-        let Some(service) = self.services().get(service) else {
+    /// Runs the cleanup of a connection that lived on a node that died or
+    /// lost its lease (cluster mode), with `closeReason` `node_lost`, its
+    /// attributes, and its groups for `groups-of`, as the registry in Redis
+    /// kept them.
+    pub(crate) async fn cleanup_lost(&self, lost: LostConnection) {
+        let LostConnection {
+            service,
+            id,
+            groups,
+            attributes,
+        } = lost;
+        let id = id.as_str();
+        let Some(service) = self.services().get(&service) else {
             tracing::warn!(
-                service,
+                service = %service,
                 conn = id,
                 "a lost node's connection: no such service here; its cleanup is skipped"
             );
@@ -177,10 +183,8 @@ impl Gateway {
         let event = Event {
             connection_id: connection_id.clone(),
             request_id: request_id.clone(),
-            // The registry in Redis holds no attributes (yet): a lost
-            // node's cleanup gets none.
-            json: closing_event(id, CloseReason::NodeLost, None, None),
-            departed_groups: Some(Vec::new()),
+            json: closing_event(id, CloseReason::NodeLost, None, attributes.as_deref()),
+            departed_groups: Some(groups.iter().map(|group| group.as_str().into()).collect()),
             connection: None,
         };
         let cleanup = match Box::pin(self.call(&service, Role::Cleanup, event)).await {

@@ -5,9 +5,11 @@
 //! and closes through another node's control listener, `kill -9` of a
 //! node, Redis stopped and started again.
 //!
-//! Cleanups are observed in the nodes' logs: the test handler logs every
-//! closing event it gets (with its `closeReason` and connection id), and
-//! the gateway tags the line with the service and role.
+//! Cleanups are observed in the nodes' logs: the test handlers log every
+//! closing event they get (with its `closeReason` and connection id), and
+//! the gateway tags the line with the service and role. The groups tests
+//! run a handler whose clients join one group when they connect and
+//! broadcast to it when they speak.
 
 mod common;
 
@@ -53,6 +55,84 @@ const HANDLER: &str = r#"
       (then (call $log (i32.const 2) (local.get 8) (local.get 9))))
     (i32.store offset=4 (i32.const 64) (i32.const 48))
     (i32.store offset=8 (i32.const 64) (i32.const 2))
+    (i32.const 64))
+  (func (export "cabi_post_handle") (param i32)))
+"#;
+
+/// Groups: register joins the connection to `room` and answers with the
+/// attributes `{"user":"u1"}`; transfer broadcasts the event (text) to
+/// `room` but the sender, then reads `members("room")` and logs each member
+/// whose `groups-of` answers `["room"]`; cleanup logs its event, then
+/// `groups: room` when `groups-of` of the ending connection answers that.
+const GROUPS_HANDLER: &str = r#"
+(module
+  (import "wasmgate:gateway/host@0.1.0" "log" (func $log (param i32 i32 i32)))
+  (import "wasmgate:gateway/groups@0.1.0" "join" (func $join (param i32 i32 i32 i32 i32)))
+  (import "wasmgate:gateway/groups@0.1.0" "members" (func $members (param i32 i32 i32)))
+  (import "wasmgate:gateway/groups@0.1.0" "groups-of" (func $groups_of (param i32 i32 i32)))
+  (import "wasmgate:gateway/groups@0.1.0" "broadcast"
+    (func $broadcast (param i32 i32 i32 i32 i32 i32 i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 48) "{}")
+  (data (i32.const 96) "room")
+  (data (i32.const 104) "groups: room")
+  (data (i32.const 256) "{\"errNo\":0,\"errMsg\":\"ok\",\"attributes\":{\"user\":\"u1\"}}")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+               (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get 3)))
+    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+      (then (drop (memory.grow (i32.add (i32.shr_u (local.get 3) (i32.const 16)) (i32.const 1))))))
+    (local.get $ptr))
+  ;; Whether the list result at 224 is ok and exactly ["room"].
+  (func $just_room (result i32)
+    (local $list i32)
+    (if (i32.load8_u (i32.const 224)) (then (return (i32.const 0))))
+    (if (i32.ne (i32.load offset=8 (i32.const 224)) (i32.const 1)) (then (return (i32.const 0))))
+    (local.set $list (i32.load offset=4 (i32.const 224)))
+    (if (i32.ne (i32.load offset=4 (local.get $list)) (i32.const 4)) (then (return (i32.const 0))))
+    (i32.eq (i32.load (i32.load (local.get $list))) (i32.const 0x6d6f6f72)))
+  (func (export "handle")
+        (param i32 i32 i32 i32 i32 i32 i32 i64 i32 i32) (result i32)
+    (local $i i32) (local $list i32) (local $count i32) (local $id i32)
+    (i32.store8 (i32.const 64) (i32.const 0))
+    (i32.store offset=4 (i32.const 64) (i32.const 48))
+    (i32.store offset=8 (i32.const 64) (i32.const 2))
+    (if (i32.eqz (local.get 2))
+      (then
+        (call $join (i32.const 96) (i32.const 4) (local.get 5) (local.get 6) (i32.const 128))
+        (i32.store offset=4 (i32.const 64) (i32.const 256))
+        (i32.store offset=8 (i32.const 64) (i32.const 52))))
+    (if (i32.eq (local.get 2) (i32.const 1))
+      (then
+        (call $broadcast (i32.const 96) (i32.const 4)
+          (i32.const 0) (local.get 8) (local.get 9)
+          (i32.const 1) (local.get 5) (local.get 6) (i32.const 160))
+        (call $members (i32.const 96) (i32.const 4) (i32.const 192))
+        (if (i32.eqz (i32.load8_u (i32.const 192)))
+          (then
+            (local.set $list (i32.load offset=4 (i32.const 192)))
+            (local.set $count (i32.load offset=8 (i32.const 192)))
+            (block $done
+              (loop $next
+                (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+                (local.set $id (i32.add (local.get $list) (i32.shl (local.get $i) (i32.const 3))))
+                (call $groups_of (i32.load (local.get $id)) (i32.load offset=4 (local.get $id))
+                  (i32.const 224))
+                (if (call $just_room)
+                  (then (call $log (i32.const 2)
+                    (i32.load (local.get $id)) (i32.load offset=4 (local.get $id)))))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $next)))))))
+    (if (i32.eq (local.get 2) (i32.const 2))
+      (then
+        (call $log (i32.const 2) (local.get 8) (local.get 9))
+        (call $groups_of (local.get 5) (local.get 6) (i32.const 224))
+        (if (call $just_room)
+          (then (call $log (i32.const 2) (i32.const 104) (i32.const 12))))))
     (i32.const 64))
   (func (export "cabi_post_handle") (param i32)))
 "#;
@@ -273,15 +353,72 @@ async fn next_text(client: &mut Client) -> String {
     }
 }
 
+/// The members of `room`, cluster-wide, as `GET /push/<service>?group=`
+/// on `node` lists them, page by page (`limit` a page).
+async fn members(node: &GatewayProcess, limit: usize) -> Result<Vec<String>, (u16, Value)> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/push/{SERVICE}?group=room&limit={limit}");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let (status, body) = get(node, &path).await;
+        if status != 200 {
+            return Err((status, body));
+        }
+        let page = body["members"].as_array().unwrap();
+        assert!(page.len() <= limit, "{body}");
+        all.extend(page.iter().map(|id| id.as_str().unwrap().to_owned()));
+        match body["cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// A reverse push `data broadcast` of `text` to `room` through `node`.
+async fn broadcast(node: &GatewayProcess, text: &str, except: Option<&str>) -> (u16, Value) {
+    let mut body = json!({ "websocket": {
+        "action": "data broadcast", "group": "room", "dataType": "text", "data": text,
+    }});
+    if let Some(except) = except {
+        body["websocket"]["exceptConnectionID"] = json!(except);
+    }
+    push(node, body).await
+}
+
+/// Asserts that `client` (on `node`) was sent nothing so far: a push sent
+/// now through its own node is the next message it gets.
+async fn nothing_before_now(node: &GatewayProcess, client: &mut Client, id: &str) {
+    assert_eq!(send_text(node, id, "marker").await.0, 200);
+    assert_eq!(next_text(client).await, "marker");
+}
+
 /// Lines of `nodes` where the handler logged the closing event of `id`
 /// with `reason`.
-fn cleanups(nodes: &[&GatewayProcess], id: &str, reason: &str) -> usize {
+fn cleanup_lines(nodes: &[&GatewayProcess], id: &str, reason: &str) -> Vec<String> {
     let reason = format!(r#""closeReason":"{reason}""#);
     nodes
         .iter()
         .flat_map(|node| node.log_lines("wasmgate::handler"))
         .filter(|line| line.contains("role=cleanup") && line.contains(id) && line.contains(&reason))
-        .count()
+        .collect()
+}
+
+/// How many times the handler logged the closing event of `id` with
+/// `reason` on `nodes`.
+fn cleanups(nodes: &[&GatewayProcess], id: &str, reason: &str) -> usize {
+    cleanup_lines(nodes, id, reason).len()
+}
+
+/// Lines where the handler, in `role`, logged `text` for connection `id`.
+fn handler_said(node: &GatewayProcess, role: &str, id: &str, text: &str) -> bool {
+    node.log_lines("wasmgate::handler").iter().any(|line| {
+        line.contains(&format!("role={role}"))
+            && line.contains(&format!("conn={id}"))
+            && line.contains(&format!(": {text} "))
+    })
 }
 
 /// Waits (a hang guard, not a timing claim) until `done` holds.
@@ -368,10 +505,11 @@ async fn a_push_through_one_node_reaches_a_client_on_another_and_a_close_through
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_has_each_cleanup_run_once_by_a_survivor_and_its_ids_are_gone() {
+async fn a_killed_node_has_each_cleanup_run_once_by_a_survivor_with_its_attributes_and_groups_and_its_ids_are_gone(
+) {
     let root = scratch("cluster-kill");
     let redis = Redis::start(&root);
-    let mut nodes = nodes(&root, &redis, 3).await;
+    let mut nodes = nodes_with(&root, &redis, 3, GROUPS_HANDLER).await;
     let mut doomed = Vec::new();
     for _ in 0..3 {
         let (client, id) = connect(&nodes[1]).await;
@@ -399,18 +537,32 @@ async fn a_killed_node_has_each_cleanup_run_once_by_a_survivor_and_its_ids_are_g
         !a.log_lines("dead node reaped").is_empty() || !c.log_lines("dead node reaped").is_empty()
     })
     .await;
-    // No claimer died: exactly once each.
+    // No claimer died: exactly once each, with the attributes register
+    // gave, and `groups-of` answering the groups it was in.
     for (_, id) in &doomed {
-        assert_eq!(cleanups(&[a, c], id, "node_lost"), 1, "{id}");
+        let lines = cleanup_lines(&[a, c], id, "node_lost");
+        assert_eq!(lines.len(), 1, "{id}");
+        assert!(
+            lines[0].contains(r#""attributes":{"user":"u1"}"#),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            handler_said(a, "cleanup", id, "groups: room")
+                || handler_said(c, "cleanup", id, "groups: room"),
+            "{id}"
+        );
         let (status, body) = send_text(a, id, "anyone?").await;
         assert_eq!((status, &body["errNo"]), (404, &json!(2202)), "{body}");
     }
-    // The dead node's connections are no longer listed; the survivor's are.
+    // The dead node's connections are no longer listed, nor members; the
+    // survivor's are.
     let ids = listed(c).await;
     assert!(ids.contains(&survivor_id));
     assert!(doomed.iter().all(|(_, id)| !ids.contains(id)));
-    let (status, _) = send_text(c, &survivor_id, "still here").await;
-    assert_eq!(status, 200);
+    assert_eq!(members(c, 1000).await.unwrap(), [survivor_id.as_str()]);
+    let (status, body) = broadcast(c, "still here", None).await;
+    assert_eq!((status, &body["delivered"]), (200, &json!(1)), "{body}");
     assert_eq!(next_text(&mut survivor_client).await, "still here");
 }
 
@@ -482,7 +634,7 @@ async fn a_node_paused_past_its_lease_drops_its_connections_without_cleanup_and_
 ) {
     let root = scratch("cluster-pause");
     let redis = Redis::start(&root);
-    let nodes = nodes(&root, &redis, 3).await;
+    let nodes = nodes_with(&root, &redis, 3, GROUPS_HANDLER).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let (mut first, first_id) = connect(b).await;
     let (_second, second_id) = connect(b).await;
@@ -498,6 +650,8 @@ async fn a_node_paused_past_its_lease_drops_its_connections_without_cleanup_and_
     }
     let (status, body) = send_text(a, &first_id, "anyone?").await;
     assert_eq!((status, &body["errNo"]), (404, &json!(2202)), "{body}");
+    // The survivor took them out of their group.
+    assert_eq!(members(c, 1000).await.unwrap(), Vec::<String>::new());
     b.signal("CONT");
 
     // It notices by its own clock, drops the client with 1012, and runs no
@@ -542,13 +696,18 @@ async fn a_node_paused_past_its_lease_drops_its_connections_without_cleanup_and_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(next_text(&mut again).await, "welcome back");
+    // Its new client is in the group, which it subscribed to again.
+    assert_eq!(members(a, 1000).await.unwrap(), [again_id.as_str()]);
+    let (status, body) = broadcast(a, "to the room", None).await;
+    assert_eq!((status, &body["delivered"]), (200, &json!(1)), "{body}");
+    assert_eq!(next_text(&mut again).await, "to the room");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_shut_down_gracefully_runs_its_cleanups_itself_and_no_survivor_runs_them_again() {
     let root = scratch("cluster-shutdown");
     let redis = Redis::start(&root);
-    let nodes = nodes(&root, &redis, 2).await;
+    let nodes = nodes_with(&root, &redis, 2, GROUPS_HANDLER).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let (mut client, id) = connect(b).await;
 
@@ -571,6 +730,7 @@ async fn a_node_shut_down_gracefully_runs_its_cleanups_itself_and_no_survivor_ru
     let (status, body) = send_text(a, &id, "bye?").await;
     assert_eq!((status, &body["errNo"]), (404, &json!(2202)), "{body}");
     assert!(!listed(a).await.contains(&id));
+    assert_eq!(members(a, 1000).await.unwrap(), Vec::<String>::new());
     // Past the lease TTL and a scan, no survivor has claimed it.
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(cleanups(&[a], &id, "node_lost"), 0);
@@ -644,4 +804,188 @@ async fn when_the_claimer_dies_mid_reap_another_survivor_runs_the_rest_at_least_
     // At least once each; a duplicate only for the one the claimer was
     // running when it died.
     assert!((3..=4).contains(&runs), "{runs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_reaches_the_group_on_every_node_but_the_sender_and_members_and_groups_of_answer_cluster_wide(
+) {
+    let root = scratch("cluster-groups");
+    let redis = Redis::start(&root);
+    let nodes = nodes_with(&root, &redis, 3, GROUPS_HANDLER).await;
+    // Two clients on each node, each joined to `room` by register.
+    let mut clients = Vec::new();
+    for node in &nodes {
+        for _ in 0..2 {
+            let (client, id) = connect(node).await;
+            clients.push((node, client, id));
+        }
+    }
+    let mut ids: Vec<String> = clients.iter().map(|(_, _, id)| id.clone()).collect();
+    ids.sort();
+    // Every node lists every member, sorted, whole or in pages.
+    for node in &nodes {
+        assert_eq!(members(node, 1000).await.unwrap(), ids);
+    }
+    assert_eq!(members(&nodes[0], 4).await.unwrap(), ids);
+    // Another node's connection, through its node: its groups and attributes.
+    let (status, body) = get(&nodes[0], &format!("/push/{SERVICE}/{}", clients[5].2)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["connection"]["groups"], json!(["room"]));
+    assert_eq!(body["connection"]["attributes"], json!({"user": "u1"}));
+
+    // A client on B speaks: the five others, on all three nodes, get it
+    // (the event its handler broadcast), the sender does not.
+    let sender = 2;
+    let sender_id = clients[sender].2.clone();
+    clients[sender]
+        .1
+        .send(Message::text("hello from B"))
+        .await
+        .unwrap();
+    for (n, (_, client, _)) in clients.iter_mut().enumerate() {
+        if n != sender {
+            let text = next_text(client).await;
+            assert!(
+                text.contains("hello from B") && text.contains(&sender_id),
+                "{text}"
+            );
+        }
+    }
+    let (node, client, id) = &mut clients[sender];
+    nothing_before_now(node, client, id).await;
+    // Its handler then read `members` and each member's `groups-of`: every
+    // member of every node, each in `room` (logged by the handler).
+    eventually(
+        "the handler read every member",
+        Duration::from_secs(10),
+        || {
+            ids.iter()
+                .all(|id| handler_said(&nodes[1], "transfer", &sender_id, id))
+        },
+    )
+    .await;
+
+    // A backend's broadcast through C, except a client of A.
+    let except = clients[0].2.clone();
+    let (status, body) = broadcast(&nodes[2], "from the backend", Some(&except)).await;
+    assert_eq!((status, &body["delivered"]), (200, &json!(5)), "{body}");
+    for (n, (node, client, id)) in clients.iter_mut().enumerate() {
+        if n == 0 {
+            nothing_before_now(node, client, id).await;
+        } else {
+            assert_eq!(next_text(client).await, "from the backend");
+        }
+    }
+
+    // A client that goes away leaves the group on every node.
+    let (_, mut gone, gone_id) = clients.pop().unwrap();
+    gone.close(None).await.unwrap();
+    let left: Vec<String> = ids.iter().filter(|id| **id != gone_id).cloned().collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while members(&nodes[0], 1000).await.unwrap() != left {
+        assert!(
+            Instant::now() < deadline,
+            "the closed client is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = broadcast(&nodes[0], "fewer", None).await;
+    assert_eq!((status, &body["delivered"]), (200, &json!(5)), "{body}");
+    for (_, client, _) in &mut clients {
+        assert_eq!(next_text(client).await, "fewer");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_nodes_write_their_groups_again_and_broadcasts_recover_by_themselves()
+{
+    let root = scratch("cluster-groups-redis");
+    let mut redis = Redis::start(&root);
+    let nodes = nodes_with(&root, &redis, 2, GROUPS_HANDLER).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let (mut on_a, a_id) = connect(a).await;
+    let (mut on_b, b_id) = connect(b).await;
+    let (status, body) = broadcast(a, "before", None).await;
+    assert_eq!((status, &body["delivered"]), (200, &json!(2)), "{body}");
+    assert_eq!(next_text(&mut on_a).await, "before");
+    assert_eq!(next_text(&mut on_b).await, "before");
+
+    redis.kill();
+    a.wait_for_log("cluster inbox connection lost", Duration::from_secs(10));
+    // Unavailable, at once: nothing is delivered, not even on A.
+    let (status, body) = broadcast(a, "lost", None).await;
+    assert_eq!((status, &body["errNo"]), (503, &json!(2206)), "{body}");
+    let (status, body) = members(b, 1000).await.unwrap_err();
+    assert_eq!((status, &body["errNo"]), (503, &json!(2206)), "{body}");
+
+    // Back, empty: the nodes write their groups again by themselves, and
+    // the list answers 503 rather than a partial one meanwhile.
+    redis.run();
+    let mut both = vec![a_id.clone(), b_id.clone()];
+    both.sort();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match members(b, 1000).await {
+            Ok(listed) if listed == both => break,
+            Ok(_) => {}
+            Err((status, body)) => assert_eq!((status, &body["errNo"]), (503, &json!(2206))),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the groups were never written again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Broadcasts recover too, B resubscribed by itself: at most once each
+    // meanwhile (one published before B resubscribed is lost to it).
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        sent += 1;
+        let (status, body) = broadcast(a, &format!("after {sent}"), None).await;
+        if status == 200 {
+            assert_eq!(next_text(&mut on_a).await, format!("after {sent}"));
+            if let Ok(text) =
+                tokio::time::timeout(Duration::from_millis(500), next_text(&mut on_b)).await
+            {
+                break text;
+            }
+        } else {
+            assert_eq!((status, &body["errNo"]), (503, &json!(2206)), "{body}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broadcasts never reached B again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (status, body) = broadcast(a, "final", None).await;
+    assert_eq!((status, &body["delivered"]), (200, &json!(2)), "{body}");
+    assert_eq!(next_text(&mut on_a).await, "final");
+    // Each at most once, in order.
+    let mut received = vec![first];
+    loop {
+        let text = next_text(&mut on_b).await;
+        if text == "final" {
+            break;
+        }
+        received.push(text);
+    }
+    let numbers: Vec<u32> = received
+        .iter()
+        .map(|text| text.strip_prefix("after ").unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|pair| pair[0] < pair[1]),
+        "{numbers:?}"
+    );
+    assert!(numbers.iter().all(|&n| n <= sent), "{numbers:?}");
+
+    // New members join across the restart as before.
+    let (mut late, late_id) = connect(b).await;
+    let (status, body) = broadcast(a, "welcome", Some(&a_id)).await;
+    assert_eq!((status, &body["delivered"]), (200, &json!(2)), "{body}");
+    assert_eq!(next_text(&mut on_b).await, "welcome");
+    assert_eq!(next_text(&mut late).await, "welcome");
+    assert!(members(a, 1000).await.unwrap().contains(&late_id));
 }

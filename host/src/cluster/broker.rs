@@ -9,19 +9,23 @@
 //!   [`COMMAND_TIMEOUT`](super::COMMAND_TIMEOUT), this node's inbox is not
 //!   subscribed, or the other node did not answer within [`ANSWER_TIMEOUT`].
 //!
-//! Groups stay on each node in this version: join, leave, members and
-//! broadcast reach this node's connections only.
+//! Groups are cluster-wide (`groups.rs`): members and broadcast go through
+//! Redis; a join or leave is made by the connection's node, and `groups-of`
+//! answered by it, as for push.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::groups::{self, unavailable};
 use super::inbox::message_json;
 use super::node::Shared;
 use super::{bounded, keys, ANSWER_TIMEOUT};
 use crate::protocol::{ApiError, ErrNo};
-use crate::state::{node_of, Broker, ConnectionInfo, MemberPage, Outbound};
+use crate::state::{
+    check_group, node_of, Broker, ConnectionInfo, MemberPage, Outbound, MEMBERS_PAGE_MAX,
+};
 
 /// Publishes a request to a node that holds its lease: how many
 /// subscribers got it (0: it is not listening now). Without a lease, -1:
@@ -67,10 +71,6 @@ impl Drop for Waiting<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.request);
     }
-}
-
-fn unavailable(detail: impl std::fmt::Display) -> ApiError {
-    ErrNo::CLUSTER_UNAVAILABLE.with(detail)
 }
 
 impl ClusterBroker {
@@ -186,21 +186,33 @@ impl Broker for ClusterBroker {
         message: Outbound,
         except: Option<&str>,
     ) -> Result<usize, ApiError> {
-        self.shared
-            .router
-            .broadcast(service, group, message, except)
+        groups::broadcast(&self.shared, service, group, message, except).await
     }
 
     async fn join(&self, service: &str, group: &str, id: &str) -> Result<(), ApiError> {
-        self.shared.router.join(service, group, id)
+        let Some(node) = self.remote(id) else {
+            return groups::join(&self.shared, service, group, id).await;
+        };
+        check_group(group)?;
+        let request = json!({ "op": "join", "service": service, "group": group, "id": id });
+        self.ask(node, request, id).await.map(|_| ())
     }
 
     async fn leave(&self, service: &str, group: &str, id: &str) -> Result<bool, ApiError> {
-        self.shared.router.leave(service, group, id)
+        let Some(node) = self.remote(id) else {
+            return groups::leave(&self.shared, service, group, id).await;
+        };
+        check_group(group)?;
+        let request = json!({ "op": "leave", "service": service, "group": group, "id": id });
+        let left = self.ask(node, request, id).await?;
+        Ok(left == Value::Bool(true))
     }
 
     async fn members(&self, service: &str, group: &str) -> Result<Vec<String>, ApiError> {
-        self.shared.router.members(service, group)
+        let page = self
+            .members_page(service, group, None, MEMBERS_PAGE_MAX)
+            .await?;
+        Ok(page.members)
     }
 
     async fn members_page(
@@ -210,13 +222,15 @@ impl Broker for ClusterBroker {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<MemberPage, ApiError> {
-        self.shared
-            .router
-            .members_page(service, group, cursor, limit)
+        groups::members_page(&self.shared, service, group, cursor, limit).await
     }
 
+    /// Answered by the connection's node, which holds the truth.
     async fn groups_of(&self, service: &str, id: &str) -> Result<Vec<String>, ApiError> {
-        self.shared.router.groups_of(service, id)
+        match self.remote(id) {
+            None => self.shared.router.groups_of(service, id),
+            Some(_) => Ok(self.connection(service, id).await?.groups),
+        }
     }
 
     /// Every node's connections of the service, oldest first; 503 rather
@@ -265,7 +279,8 @@ mod tests {
 
     /// Without any Redis: an id of this node is served locally, an id of
     /// another node answers 503/2206 at once, and a malformed id is simply
-    /// not found here.
+    /// not found here. Group changes, broadcasts and members answer
+    /// 503/2206 too.
     #[tokio::test]
     async fn a_local_id_needs_no_redis_and_a_remote_one_is_unavailable_without_it() {
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -321,5 +336,25 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(malformed.code, 2202);
+
+        // Groups go through Redis: unavailable, and nothing is done here.
+        for error in [
+            broker.join("svc", "room", &id).await.unwrap_err(),
+            broker.join("svc", "room", &elsewhere).await.unwrap_err(),
+            broker.leave("svc", "room", &id).await.unwrap_err(),
+            broker
+                .broadcast("svc", "room", Outbound::Text("all".into()), None)
+                .await
+                .unwrap_err(),
+            broker.members("svc", "room").await.unwrap_err(),
+            broker.groups_of("svc", &elsewhere).await.unwrap_err(),
+        ] {
+            assert_eq!((error.code, error.status.as_u16()), (2206, 503), "{error}");
+        }
+        assert!(broker.groups_of("svc", &id).await.unwrap().is_empty());
+        assert!(reservation.outbound.try_recv().is_err());
+        // A bad group name is refused first, as on one node.
+        assert_eq!(broker.join("svc", "", &id).await.unwrap_err().code, 2406);
+        assert_eq!(broker.members("svc", "").await.unwrap_err().code, 2406);
     }
 }

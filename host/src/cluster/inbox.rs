@@ -1,13 +1,16 @@
 //! The node's inbox: one pub/sub connection subscribed to the node's
-//! request channel and its answer channel. Requests from other nodes are
+//! request channel, its answer channel, and the channel of each group with
+//! a member on this node (`groups.rs`). Requests from other nodes are
 //! served from the local router and answered on the asker's answer
-//! channel; answers to this node's requests wake the request waiting.
+//! channel; answers to this node's requests wake the request waiting;
+//! broadcasts reach this node's members.
 //!
 //! The loop owns its connection: when it drops (Redis restarted, network
 //! cut) or the node id changes (fenced), it connects and subscribes again
-//! by itself, every 250 ms until Redis answers. While it is not
-//! subscribed, [`Shared::subscribed`] says so and requests to other nodes
-//! answer 503 at once rather than wait for answers that cannot arrive.
+//! by itself, group channels included, every 250 ms until Redis answers.
+//! While it is not subscribed, [`Shared::subscribed`] says so and requests
+//! to other nodes, group changes and broadcasts answer 503 at once rather
+//! than wait for answers that cannot arrive.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -60,14 +63,14 @@ pub(super) async fn inbox_loop(shared: Arc<Shared>, stop: CancellationToken) {
         }
         let node = node_changes.borrow_and_update().clone();
         let channels = [keys::inbox(&node), keys::replies(&node)];
-        let connected = bounded(async {
-            let mut pubsub = shared.client.get_async_pubsub().await?;
-            pubsub.subscribe(&channels[..]).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
-        .await;
-        let mut pubsub = match connected {
-            Ok(pubsub) => pubsub,
+        let connected = async {
+            let (mut sink, messages) = bounded(shared.client.get_async_pubsub()).await?.split();
+            bounded(sink.subscribe(&channels[..])).await?;
+            super::groups::subscribe_all(&shared, sink).await?;
+            Ok::<_, String>(messages)
+        };
+        let mut messages = match connected.await {
+            Ok(messages) => messages,
             Err(error) => {
                 if !failing {
                     tracing::warn!(node = %node, %error, "cluster inbox cannot subscribe; retrying");
@@ -82,36 +85,33 @@ pub(super) async fn inbox_loop(shared: Arc<Shared>, stop: CancellationToken) {
         failing = false;
         shared.subscribed.store(true, Ordering::Release);
         tracing::info!(node = %node, "cluster inbox subscribed");
-        {
-            let mut messages = pubsub.on_message();
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => {
-                        shared.subscribed.store(false, Ordering::Release);
-                        return;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = node_changes.changed() => break,
+                message = messages.next() => match message {
+                    None => {
+                        tracing::warn!(node = %node, "cluster inbox connection lost; subscribing again");
+                        break;
                     }
-                    _ = node_changes.changed() => break,
-                    message = messages.next() => match message {
-                        None => {
-                            tracing::warn!(node = %node, "cluster inbox connection lost; subscribing again");
-                            break;
-                        }
-                        Some(message) => {
-                            let Ok(payload) = message.get_payload::<Vec<u8>>() else {
-                                continue;
-                            };
-                            on_message(&shared, message.get_channel_name(), &payload, &node);
-                        }
+                    Some(message) => {
+                        on_message(&shared, message.get_channel_name(), message.get_payload_bytes(), &node);
                     }
                 }
             }
         }
         shared.subscribed.store(false, Ordering::Release);
+        super::groups::unsubscribed(&shared).await;
     }
 }
 
-/// A request from another node, or an answer to one of ours.
+/// A request from another node, an answer to one of ours, or a broadcast.
 fn on_message(shared: &Arc<Shared>, channel: &str, payload: &[u8], node: &str) {
+    if channel.starts_with(keys::BROADCAST_PREFIX) {
+        // Delivered in order, on this task.
+        super::groups::on_broadcast(shared, payload);
+        return;
+    }
     let Ok(message) = serde_json::from_slice::<Value>(payload) else {
         tracing::warn!(
             channel,
@@ -135,7 +135,7 @@ fn on_message(shared: &Arc<Shared>, channel: &str, payload: &[u8], node: &str) {
     }
     let shared = shared.clone();
     tokio::spawn(async move {
-        let answer = serve(&shared, &message);
+        let answer = serve(&shared, &message).await;
         let Some(reply_to) = message["reply"].as_str() else {
             return;
         };
@@ -161,10 +161,11 @@ fn on_message(shared: &Arc<Shared>, channel: &str, payload: &[u8], node: &str) {
 }
 
 /// Serves another node's request from the local router.
-fn serve(shared: &Shared, request: &Value) -> Answer {
+async fn serve(shared: &Shared, request: &Value) -> Answer {
     let service = request["service"].as_str().unwrap_or_default();
     let id = request["id"].as_str().unwrap_or_default();
     let op = request["op"].as_str().unwrap_or_default();
+    let group = request["group"].as_str().unwrap_or_default();
     if op != "list" && node_of(id) != Some(&*shared.node()) {
         // An id of this node before it was fenced, or of no node.
         return Err(ErrNo::CONNECTION_NOT_FOUND.with(id));
@@ -181,6 +182,12 @@ fn serve(shared: &Shared, request: &Value) -> Answer {
             .info(service, id)
             .map(|info| serde_json::to_value(info).unwrap_or_default()),
         "list" => Ok(serde_json::to_value(router.list(service)).unwrap_or_default()),
+        "join" => super::groups::join(shared, service, group, id)
+            .await
+            .map(|()| Value::Null),
+        "leave" => super::groups::leave(shared, service, group, id)
+            .await
+            .map(Value::Bool),
         _ => Err(ErrNo::UNKNOWN_ACTION.with(op)),
     }
 }

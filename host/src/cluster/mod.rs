@@ -1,12 +1,16 @@
 //! Cluster mode (`--cluster redis://HOST:PORT`): several gateway nodes act
 //! as one, on Redis.
 //!
-//! - `node.rs`: this node's identity, its lease and fencing, its registry
-//!   of live connections.
+//! - `node.rs`: this node's identity, its lease and fencing.
+//! - `registry.rs`: what the node keeps in Redis about its connections:
+//!   the registry of live connections, their attributes, their groups.
+//! - `groups.rs`: groups across the cluster: membership in Redis,
+//!   broadcast by publish, the node's subscriptions to group channels.
 //! - `reaper.rs`: claiming dead nodes and running their connections'
 //!   cleanups.
-//! - `inbox.rs`: the node's pub/sub inbox, where other nodes' requests
-//!   (push, close, info, list) arrive and their answers come back.
+//! - `inbox.rs`: the node's pub/sub connection, where other nodes'
+//!   requests (push, close, info, list, join, leave) and broadcasts arrive
+//!   and answers come back.
 //! - `broker.rs`: [`ClusterBroker`], the [`Broker`](crate::state::Broker)
 //!   that sends a request for another node's connection to that node.
 //!
@@ -27,9 +31,17 @@
 //! | `wasmgate:relearning` | string, TTL [`LEASE_TTL`] | a node rewrote a lease Redis lost |
 //! | `wasmgate:node:<id>:lease` | string, TTL [`LEASE_TTL`] | alive while present |
 //! | `wasmgate:node:<id>:conns` | hash id → service | the node's live connections |
+//! | `wasmgate:node:<id>:attributes` | hash id → JSON | their attributes, for those that have some |
 //! | `wasmgate:node:<id>:claim` | string, TTL [`CLAIM_TTL`] | the survivor reaping it |
+//! | `wasmgate:group:<service>:<group>` | sorted set of ids, score 0 | the group's members, in byte order |
+//! | `wasmgate:conn:<id>:groups` | set | the connection's groups (kept until its cleanup ran) |
 //! | `wasmgate:inbox:<id>` | channel | requests to the node |
 //! | `wasmgate:replies:<id>` | channel | answers to the node's requests |
+//! | `wasmgate:broadcast:<service>:<group>` | channel | broadcasts to the group; nodes with a member subscribe |
+//!
+//! Service names have no `:` and connection ids neither, so each key names
+//! one thing. Group keys never expire: a member leaves its group when it
+//! leaves, when its node shuts down, or when a survivor reaps its node.
 //!
 //! # Times
 //!
@@ -43,8 +55,8 @@
 //! for [`CLAIM_TTL`] (10 s, renewed while reaping), so the cleanups of a
 //! crashed node start within about 6 s, and those of a claimer that dies
 //! too within another 10 s. A request to another node waits at most
-//! [`ANSWER_TIMEOUT`] (2 s) for the answer; each Redis command at most
-//! [`COMMAND_TIMEOUT`] (1 s).
+//! [`ANSWER_TIMEOUT`] (2 s) for the answer, and a join or leave as long
+//! for its write; each Redis command at most [`COMMAND_TIMEOUT`] (1 s).
 //!
 //! # Redis restarted empty
 //!
@@ -53,7 +65,9 @@
 //! to a node without a lease answers "gone" only once Redis has seen a
 //! renewal since it started (`wasmgate:since`) and no node has rewritten
 //! a lease Redis lost in the last lease TTL (`wasmgate:relearning`);
-//! meanwhile it answers 503, and so does the cluster-wide list. A node
+//! meanwhile it answers 503, and so do the cluster-wide list and a group's
+//! members. Each node also writes its connections' attributes and groups
+//! again, and its inbox subscribes again to its groups' channels. A node
 //! rewrites its lease only if it renewed it less than a TTL ago, so one
 //! that was paused or cut off past its lease never comes back under its
 //! old id.
@@ -73,14 +87,17 @@
 //! while it is down, requests to other nodes answer 503 at once.
 
 mod broker;
+mod groups;
 mod inbox;
 mod node;
 mod reaper;
+mod registry;
 
 use std::time::Duration;
 
 pub use broker::ClusterBroker;
-pub use node::{Cleaner, ClusterNode};
+pub use node::ClusterNode;
+pub use reaper::{Cleaner, LostConnection};
 
 /// How long a node's lease lives without renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
@@ -114,6 +131,27 @@ mod keys {
 
     pub fn claim(node: &str) -> String {
         format!("wasmgate:node:{node}:claim")
+    }
+
+    pub fn attributes(node: &str) -> String {
+        format!("wasmgate:node:{node}:attributes")
+    }
+
+    /// The members of a group. Service names have no `:`, so the key names
+    /// one group of one service.
+    pub fn group(service: &str, group: &str) -> String {
+        format!("wasmgate:group:{service}:{group}")
+    }
+
+    /// The groups of a connection (ids are unique cluster-wide).
+    pub fn groups_of(id: &str) -> String {
+        format!("wasmgate:conn:{id}:groups")
+    }
+
+    pub const BROADCAST_PREFIX: &str = "wasmgate:broadcast:";
+
+    pub fn broadcast(service: &str, group: &str) -> String {
+        format!("{BROADCAST_PREFIX}{service}:{group}")
     }
 
     pub fn inbox(node: &str) -> String {

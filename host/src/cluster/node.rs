@@ -1,32 +1,24 @@
-//! This node in the cluster: its id, its lease (renewed, or lost and then
-//! fenced), and its registry of live connections in Redis. After each
-//! renewal it looks for dead nodes to claim (`reaper.rs`).
-//!
-//! The registry is written by one task fed from the router's notices, in
-//! batches, so a connection never waits for Redis. When writes fail (Redis
-//! down) the registry is marked stale and rewritten whole from the router
-//! once the lease is renewed again; a Redis that restarted empty is
-//! refilled the same way, and so a short outage loses nothing. A
-//! connection opened in the last few milliseconds before a crash may not
-//! have reached the registry yet; its `node_lost` cleanup is then missed.
+//! This node in the cluster: its id, and its lease (renewed, or lost and
+//! then fenced). After each renewal it looks for dead nodes to claim
+//! (`reaper.rs`); a renewal after failed writes, or one that finds Redis
+//! emptied, has the registry rewritten (`registry.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::groups::Subscriptions;
 use super::inbox::Answer;
+use super::reaper::Cleaner;
+use super::registry::Change;
 use super::{bounded, keys, new_node_id, ClusterBroker, COMMAND_TIMEOUT, LEASE_TTL, RENEW_EVERY};
 use crate::protocol::CloseCause;
-use crate::state::{node_of, Membership, Router};
-
-/// Runs the cleanup handler of a connection of a dead node: (service, id).
-pub type Cleaner = Arc<dyn Fn(String, String) -> BoxFuture<'static, ()> + Send + Sync>;
+use crate::state::{node_of, Router};
 
 /// Renews the lease, unless a survivor has claimed this node; (re)creates
 /// it when allowed (the node never held it, or held it so recently that it
@@ -48,21 +40,6 @@ redis.call('SADD', KEYS[3], ARGV[1])
 return 0
 ";
 
-/// A change the registry writer applies.
-#[derive(Debug)]
-enum RegistryChange {
-    Added {
-        node: Arc<str>,
-        service: Arc<str>,
-        id: Arc<str>,
-    },
-    Removed {
-        id: Arc<str>,
-    },
-    /// Rewrite the whole registry of this node from the router.
-    Rewrite,
-}
-
 /// What the node's tasks and its broker share.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -73,11 +50,23 @@ pub(super) struct Shared {
     node: RwLock<Arc<str>>,
     /// The same id, for the inbox to resubscribe when it changes.
     pub node_changes: watch::Sender<Arc<str>>,
-    registry: mpsc::UnboundedSender<RegistryChange>,
-    /// Registry writes failed: rewrite it once Redis answers again.
-    stale: AtomicBool,
+    /// This process, whatever its node id: its own broadcasts, which it
+    /// delivered itself, come back on its subscriptions and are skipped.
+    pub instance: Arc<str>,
+    /// To the registry writer (`registry.rs`).
+    pub changes: mpsc::UnboundedSender<Change>,
+    /// Writes to Redis failed: rewrite the registry once Redis answers.
+    pub stale: AtomicBool,
+    /// How many registry writes have failed, ever: a write-through call
+    /// compares it before and after.
+    pub failures: AtomicU64,
     /// Whether the inbox is subscribed: answers to requests come there.
     pub subscribed: AtomicBool,
+    /// The group channels the inbox's connection is subscribed to.
+    pub subscriptions: tokio::sync::Mutex<Subscriptions>,
+    /// Groups that may have lost their last member on this node, for the
+    /// task that unsubscribes from them (`groups.rs`).
+    pub vacated: mpsc::UnboundedSender<(Arc<str>, Arc<str>)>,
     /// Whether the last lease renewal succeeded.
     lease_held: AtomicBool,
     /// Requests to other nodes waiting for their answer, by request id.
@@ -98,9 +87,11 @@ impl Shared {
         *self.node.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         self.node_changes.send_replace(new.clone());
         let mut dropped = 0usize;
-        for (service, id) in self.router.all() {
-            if node_of(&id) == Some(&*old) {
-                let _ = self.router.close_with(&service, &id, CloseCause::FENCED);
+        for entry in self.router.entries() {
+            if node_of(&entry.id) == Some(&*old) {
+                let _ = self
+                    .router
+                    .close_with(&entry.service, &entry.id, CloseCause::FENCED);
                 dropped += 1;
             }
         }
@@ -111,88 +102,6 @@ impl Shared {
             why,
             "fenced: this node lost its cluster lease; its connections are dropped without cleanup (a surviving node runs them); rejoining under a new node id"
         );
-    }
-
-    /// Applies registry changes in batches, until the router is gone.
-    async fn write_registry(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<RegistryChange>) {
-        while let Some(first) = changes.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < 1024 {
-                match changes.try_recv() {
-                    Ok(change) => batch.push(change),
-                    Err(_) => break,
-                }
-            }
-            let node = self.node();
-            let key = keys::conns(&node);
-            let mut pipe = redis::pipe();
-            let mut rewrite = false;
-            for change in batch {
-                match change {
-                    // Changes of an id the node had before it was fenced
-                    // are the survivor's business now.
-                    RegistryChange::Added {
-                        node: of,
-                        service,
-                        id,
-                    } if of == node => {
-                        pipe.hset(&key, &*id, &*service).ignore();
-                    }
-                    RegistryChange::Removed { id } if node_of(&id) == Some(&*node) => {
-                        pipe.hdel(&key, &*id).ignore();
-                    }
-                    RegistryChange::Rewrite => rewrite = true,
-                    _ => {}
-                }
-            }
-            if rewrite {
-                // The whole registry from the router, in one transaction;
-                // it covers whatever the batch held.
-                pipe = redis::pipe();
-                pipe.atomic().del(&key).ignore();
-                let entries: Vec<(Arc<str>, Arc<str>)> = self
-                    .router
-                    .all()
-                    .into_iter()
-                    .filter(|(_, id)| node_of(id) == Some(&*node))
-                    .map(|(service, id)| (id, service))
-                    .collect();
-                for chunk in entries.chunks(1000) {
-                    let pairs: Vec<(&str, &str)> =
-                        chunk.iter().map(|(id, s)| (&**id, &**s)).collect();
-                    pipe.hset_multiple(&key, &pairs).ignore();
-                }
-            }
-            if pipe.is_empty() {
-                continue;
-            }
-            let mut redis = self.redis.clone();
-            if let Err(error) = bounded(pipe.query_async::<()>(&mut redis)).await {
-                if !self.stale.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(node = %node, %error, "cluster registry write failed; it will be rewritten once Redis answers");
-                }
-            }
-        }
-    }
-}
-
-impl Membership for Shared {
-    fn node(&self) -> Arc<str> {
-        Shared::node(self)
-    }
-
-    fn added(&self, node: &Arc<str>, service: &Arc<str>, id: &Arc<str>) {
-        let _ = self.registry.send(RegistryChange::Added {
-            node: node.clone(),
-            service: service.clone(),
-            id: id.clone(),
-        });
-    }
-
-    fn removed(&self, _service: &Arc<str>, id: &Arc<str>) {
-        let _ = self
-            .registry
-            .send(RegistryChange::Removed { id: id.clone() });
     }
 }
 
@@ -223,22 +132,31 @@ impl ClusterNode {
             .get_connection_manager_lazy(config)
             .map_err(|error| anyhow::anyhow!("cluster: {url}: {error}"))?;
         let node = new_node_id();
-        let (registry, changes) = mpsc::unbounded_channel();
+        let (changes, written) = mpsc::unbounded_channel();
+        let (vacated, vacancies) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             redis,
             client,
             router: router.clone(),
             node: RwLock::new(node.clone()),
             node_changes: watch::channel(node).0,
-            registry,
+            instance: new_node_id(),
+            changes,
             stale: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
+            subscriptions: tokio::sync::Mutex::default(),
+            vacated,
             lease_held: AtomicBool::new(false),
             pending: Mutex::default(),
             next_request: AtomicU64::new(1),
         });
         router.set_membership(shared.clone());
-        tokio::spawn(shared.clone().write_registry(changes));
+        tokio::spawn(super::registry::write_registry(shared.clone(), written));
+        tokio::spawn(super::groups::unsubscribe_vacated(
+            shared.clone(),
+            vacancies,
+        ));
         Ok(Self {
             shared,
             stop: CancellationToken::new(),
@@ -281,8 +199,8 @@ impl ClusterNode {
     }
 
     /// Leaves the cluster after a graceful shutdown, whose cleanups ran
-    /// here: the lease and the registry are deleted, so no survivor runs
-    /// them again.
+    /// here: the lease, the registry and its connections' group
+    /// memberships are deleted, so no survivor runs them again.
     pub async fn leave(&self) {
         self.stop.cancel();
         let tasks: Vec<_> =
@@ -293,14 +211,18 @@ impl ClusterNode {
         let node = self.shared.node();
         let mut redis = self.shared.redis.clone();
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .del(keys::lease(&node))
-            .ignore()
-            .del(keys::conns(&node))
-            .ignore()
-            .srem(keys::NODES, &*node)
-            .ignore();
-        match bounded(pipe.query_async::<()>(&mut redis)).await {
+        pipe.atomic();
+        // Whatever the registry still holds (a write still queued) leaves
+        // its groups too.
+        let left = async {
+            super::registry::forget_registry(&mut redis, &node, &mut pipe).await?;
+            pipe.del(keys::lease(&node))
+                .ignore()
+                .srem(keys::NODES, &*node)
+                .ignore();
+            bounded(pipe.query_async::<()>(&mut redis)).await
+        };
+        match left.await {
             Ok(()) => tracing::info!(node = %node, "left the cluster"),
             Err(error) => {
                 tracing::warn!(node = %node, %error, "could not leave the cluster; a survivor will run the cleanups of what is left in its registry")
@@ -355,13 +277,13 @@ async fn lease_loop(shared: Arc<Shared>, cleaner: Cleaner, stop: CancellationTok
             Ok(1) => {
                 renewed_at = Some(sent_at);
                 if shared.stale.swap(false, Ordering::Relaxed) {
-                    let _ = shared.registry.send(RegistryChange::Rewrite);
+                    let _ = shared.changes.send(Change::Rewrite);
                 }
             }
             Ok(0) => {
                 renewed_at = Some(sent_at);
                 shared.stale.store(false, Ordering::Relaxed);
-                let _ = shared.registry.send(RegistryChange::Rewrite);
+                let _ = shared.changes.send(Change::Rewrite);
                 tracing::info!(node = %node, "joined the cluster: lease held, registry written");
             }
             Ok(_) => {

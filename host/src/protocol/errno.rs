@@ -129,12 +129,13 @@ impl ErrNo {
         "the gateway's outbound budget is spent; the message was not queued",
     );
     /// Cluster mode: the node that holds the connection could not be asked
-    /// (Redis is unreachable, or the node did not answer in time). The
-    /// request may be retried; nothing was delivered.
+    /// (Redis is unreachable, or the node did not answer in time), or a
+    /// group change or broadcast could not go through Redis. The request
+    /// may be retried; nothing was done.
     pub const CLUSTER_UNAVAILABLE: Self = row(
         2206,
         StatusCode::SERVICE_UNAVAILABLE,
-        "the connection's node cannot be reached now; try again",
+        "the cluster cannot be reached now; try again",
     );
     /// The register handler failed: trap, time-out or malformed answer.
     pub const REGISTER_FAILED: Self = row(

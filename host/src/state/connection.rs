@@ -14,10 +14,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tungstenite::Utf8Bytes;
 
-use super::now_ms;
 use super::outbound::{
     queue, OutboundBudget, OutboundReceiver, OutboundSender, QueueBounds, Refused,
 };
+use super::{now_ms, Membership};
 use crate::protocol::{ApiError, CloseCause, ErrNo, Payload, BASE64};
 
 /// A message queued for a client.
@@ -105,18 +105,23 @@ pub(crate) struct Connection {
     /// What register (or a later `set-attributes`) attached: compact JSON of
     /// an object, sent in every later event of the connection.
     attributes: Mutex<Option<Arc<str>>>,
+    /// Cluster mode: told of every change of the attributes, so that a
+    /// survivor of this node can pass them to the `node_lost` cleanup.
+    membership: Option<Arc<dyn Membership>>,
 }
 
 impl Connection {
     /// A new connection of `service` with an outbound queue within
     /// `bounds`, counting against the gateway's `budget`; the receiving end
-    /// goes to its writer.
+    /// goes to its writer. In cluster mode `membership` hears of its
+    /// attributes.
     pub fn new(
         id: Arc<str>,
         service: &Arc<str>,
         source_ip: IpAddr,
         bounds: QueueBounds,
         budget: &OutboundBudget,
+        membership: Option<Arc<dyn Membership>>,
     ) -> (Self, OutboundReceiver) {
         let (sender, receiver) = queue(bounds, budget);
         let now = now_ms();
@@ -130,6 +135,7 @@ impl Connection {
             closing: CancellationToken::new(),
             close_cause: Mutex::new(None),
             attributes: Mutex::new(None),
+            membership,
         };
         (connection, receiver)
     }
@@ -144,7 +150,12 @@ impl Connection {
 
     /// Replaces the connection's attributes (already checked).
     pub fn set_attributes(&self, attributes: Option<Arc<str>>) {
-        *self.attributes.lock().unwrap_or_else(|e| e.into_inner()) = attributes;
+        let mut slot = self.attributes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(membership) = &self.membership {
+            // Under the lock: two changes reach the cluster in their order.
+            membership.attributes(&self.service, &self.id, attributes.as_ref());
+        }
+        *slot = attributes;
     }
 
     /// Records client activity (for `lastActiveAt`).

@@ -58,11 +58,16 @@ pub(crate) struct Groups {
 }
 
 impl Groups {
-    /// Adds `connection` to `group`; joining a group again is a no-op.
-    pub fn join(&mut self, group: &str, connection: &Arc<Connection>) -> Result<(), ApiError> {
+    /// Adds `connection` to `group`, and gives the group's name; `None`
+    /// when it was in already (joining a group again is a no-op).
+    pub fn join(
+        &mut self,
+        group: &str,
+        connection: &Arc<Connection>,
+    ) -> Result<Option<Arc<str>>, ApiError> {
         let groups = self.memberships.entry(connection.id.clone()).or_default();
         if groups.contains(group) {
-            return Ok(());
+            return Ok(None);
         }
         if groups.len() >= MAX_GROUPS_PER_CONNECTION {
             return Err(ErrNo::TOO_MANY_GROUPS.with(MAX_GROUPS_PER_CONNECTION));
@@ -70,10 +75,10 @@ impl Groups {
         let group: Arc<str> = group.into();
         groups.insert(group.clone());
         self.members
-            .entry(group)
+            .entry(group.clone())
             .or_default()
             .insert(connection.id.clone(), connection.clone());
-        Ok(())
+        Ok(Some(group))
     }
 
     /// Takes connection `id` out of `group`; whether it was in.
@@ -161,5 +166,15 @@ impl Groups {
     /// Number of non-empty groups.
     pub fn len(&self) -> usize {
         self.members.len()
+    }
+
+    /// Whether `group` has a member.
+    pub fn has_members(&self, group: &str) -> bool {
+        self.members.contains_key(group)
+    }
+
+    /// The names of the groups that have a member.
+    pub fn names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.members.keys()
     }
 }

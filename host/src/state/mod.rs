@@ -21,16 +21,18 @@ mod outbound;
 mod recorder;
 mod router;
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use connection::Connection;
 pub use connection::{node_of, ConnectionInfo, Outbound};
+pub(crate) use groups::check_group;
 pub use groups::{MemberPage, MAX_GROUPS_PER_CONNECTION, MAX_GROUP_NAME_BYTES, MEMBERS_PAGE_MAX};
 pub use outbound::OutboundBudget;
 pub(crate) use outbound::{OutboundReceiver, QueueBounds};
 pub use recorder::Recorder;
 pub(crate) use router::Reservation;
-pub use router::{Membership, Router};
+pub use router::{Entry, Router};
 
 use crate::protocol::{ApiError, PushRequest};
 
@@ -88,6 +90,31 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
 
     /// One live connection of the service.
     async fn connection(&self, service: &str, id: &str) -> Result<ConnectionInfo, ApiError>;
+}
+
+/// Cluster mode: what this node's router and connections tell the cluster
+/// about them, so that Redis holds what other nodes need: the registry of
+/// live connections, their attributes and their groups.
+///
+/// No notice may block. Those about groups are called under the service's
+/// lock, and those about attributes under the connection's, so that they
+/// reach the cluster in the order the changes happened (a join never
+/// overtakes the departure of its connection).
+pub trait Membership: Send + Sync + std::fmt::Debug {
+    /// The id of this node now (it changes when the node rejoins).
+    fn node(&self) -> Arc<str>;
+    /// Connection `id` of `service` was added.
+    fn added(&self, service: &Arc<str>, id: &Arc<str>);
+    /// The attributes of connection `id` changed (`None`: it has none).
+    fn attributes(&self, service: &Arc<str>, id: &Arc<str>, attributes: Option<&Arc<str>>);
+    /// Connection `id` joined `group`, which it was not in.
+    fn joined(&self, service: &Arc<str>, group: &Arc<str>, id: &Arc<str>);
+    /// Connection `id` left `group`.
+    fn left(&self, service: &Arc<str>, group: &Arc<str>, id: &Arc<str>);
+    /// Connection `id` ended and left `groups`; its cleanup is still to run.
+    fn departed(&self, service: &Arc<str>, id: &Arc<str>, groups: &[Arc<str>]);
+    /// Connection `id` of `service` was removed, its cleanup done.
+    fn removed(&self, service: &Arc<str>, id: &Arc<str>);
 }
 
 /// The one routing function: delivers, broadcasts or closes, for `service`

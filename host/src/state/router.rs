@@ -10,6 +10,11 @@
 //! never while a shard is locked, so no work on one service's connections or
 //! groups (a broadcast to a large group, a listing of every connection) ever
 //! waits for, or makes wait, another service.
+//!
+//! In cluster mode the router stays the truth about this node's
+//! connections and their groups, and delivers to them; it tells the
+//! cluster of every change ([`Membership`]), and the cluster keeps the copy
+//! other nodes read in Redis (`cluster/registry.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,7 +25,7 @@ use super::connection::{
 };
 use super::groups::{check_group, Groups, MemberPage};
 use super::outbound::{OutboundBudget, OutboundReceiver, QueueBounds};
-use super::Broker;
+use super::{Broker, Membership};
 use crate::protocol::{ApiError, CloseCause, ErrNo};
 
 /// Live connections and groups of one service.
@@ -68,19 +73,20 @@ pub struct Router {
     /// together, and the most there may be (`--outbound-budget-mb`).
     budget: OutboundBudget,
     /// Cluster mode: names new ids after the node and hears of every
-    /// connection added and removed. Set once, before the first connection.
+    /// connection added and removed, and of every group change. Set once,
+    /// before the first connection.
     membership: Arc<OnceLock<Arc<dyn Membership>>>,
 }
 
-/// Cluster mode: what the router tells the cluster about its connections.
-/// Both notices are called with no lock held and must not block.
-pub trait Membership: Send + Sync + std::fmt::Debug {
-    /// The id of this node now (it changes when the node rejoins).
-    fn node(&self) -> Arc<str>;
-    /// Connection `id` of `service`, named after `node`, was added.
-    fn added(&self, node: &Arc<str>, service: &Arc<str>, id: &Arc<str>);
-    /// Connection `id` of `service` was removed.
-    fn removed(&self, service: &Arc<str>, id: &Arc<str>);
+/// One live connection as [`Router::entries`] lists it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub service: Arc<str>,
+    pub id: Arc<str>,
+    /// Compact JSON of an object, if it has attributes.
+    pub attributes: Option<Arc<str>>,
+    /// The groups it is in, sorted.
+    pub groups: Vec<Arc<str>>,
 }
 
 /// A connection reserved in the router, with the receiving end of its queue.
@@ -105,24 +111,32 @@ impl Router {
         let _ = self.membership.set(membership);
     }
 
-    /// Every live connection: (service, id).
-    pub fn all(&self) -> Vec<(Arc<str>, Arc<str>)> {
-        let shards: Vec<(Arc<str>, Arc<Shard>)> = {
-            let services = self.services.read().unwrap_or_else(|e| e.into_inner());
-            services
-                .iter()
-                .map(|(name, shard)| (name.clone(), shard.clone()))
-                .collect()
-        };
+    /// Every service's shard.
+    fn shards(&self) -> Vec<(Arc<str>, Arc<Shard>)> {
+        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+        services
+            .iter()
+            .map(|(name, shard)| (name.clone(), shard.clone()))
+            .collect()
+    }
+
+    /// Every live connection, with its attributes and groups.
+    pub fn entries(&self) -> Vec<Entry> {
         let mut all = Vec::new();
-        for (service, shard) in shards {
+        for (service, shard) in self.shards() {
             let state = shard.lock();
-            all.extend(
-                state
-                    .connections
-                    .keys()
-                    .map(|id| (service.clone(), id.clone())),
-            );
+            all.extend(state.connections.values().map(|connection| {
+                Entry {
+                    service: service.clone(),
+                    id: connection.id.clone(),
+                    attributes: connection.attributes(),
+                    groups: state
+                        .groups
+                        .of(&connection.id)
+                        .map(|groups| groups.iter().cloned().collect())
+                        .unwrap_or_default(),
+                }
+            }));
         }
         all
     }
@@ -181,7 +195,14 @@ impl Router {
             Some(node) => new_node_connection_id(node),
             None => new_connection_id(),
         };
-        let (connection, outbound) = Connection::new(id, service, source_ip, queue, &self.budget);
+        let (connection, outbound) = Connection::new(
+            id,
+            service,
+            source_ip,
+            queue,
+            &self.budget,
+            membership.cloned(),
+        );
         let connection = Arc::new(connection);
         loop {
             let shard = self.shard_or_new(service);
@@ -199,8 +220,8 @@ impl Router {
                 .connections
                 .insert(connection.id.clone(), connection.clone());
             drop(state);
-            if let (Some(membership), Some(node)) = (membership, &node) {
-                membership.added(node, service, &connection.id);
+            if let Some(membership) = membership {
+                membership.added(service, &connection.id);
             }
             return Ok(Reservation {
                 connection,
@@ -240,7 +261,11 @@ impl Router {
             // Only the connection itself, not a later one that reused the id.
             Some(current) if std::ptr::eq(&**current, connection) => {
                 state.connections.remove(&connection.id);
-                state.groups.leave_all(&connection.id)
+                let groups = state.groups.leave_all(&connection.id);
+                if let Some(membership) = self.membership.get().filter(|_| !groups.is_empty()) {
+                    membership.departed(&connection.service, &connection.id, &groups);
+                }
+                groups
             }
             _ => Vec::new(),
         };
@@ -299,15 +324,22 @@ impl Router {
             .count())
     }
 
-    /// Adds a live connection of `service` to `group`.
-    pub fn join(&self, service: &str, group: &str, id: &str) -> Result<(), ApiError> {
+    /// Adds a live connection of `service` to `group`; whether it was not
+    /// in already.
+    pub fn join(&self, service: &str, group: &str, id: &str) -> Result<bool, ApiError> {
         check_group(group)?;
         let shard = self
             .shard(service)
             .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
         let mut state = shard.lock();
         let connection = state.connection(id)?.clone();
-        state.groups.join(group, &connection)
+        let Some(group) = state.groups.join(group, &connection)? else {
+            return Ok(false);
+        };
+        if let Some(membership) = self.membership.get() {
+            membership.joined(&connection.service, &group, &connection.id);
+        }
+        Ok(true)
     }
 
     /// Takes a live connection of `service` out of `group`; whether it was in.
@@ -317,8 +349,32 @@ impl Router {
             .shard(service)
             .ok_or_else(|| ErrNo::CONNECTION_NOT_FOUND.with(id))?;
         let mut state = shard.lock();
-        state.connection(id)?;
-        Ok(state.groups.leave(group, id))
+        let connection = state.connection(id)?.clone();
+        let left = state.groups.leave(group, id);
+        if let Some(membership) = self.membership.get().filter(|_| left) {
+            membership.left(&connection.service, &group.into(), &connection.id);
+        }
+        Ok(left)
+    }
+
+    /// Whether `group` of `service` has a member on this node.
+    pub fn has_members(&self, service: &str, group: &str) -> bool {
+        self.with(service, |state| state.groups.has_members(group))
+    }
+
+    /// Every group with a member on this node: (service, group).
+    pub fn groups_with_members(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let mut all = Vec::new();
+        for (service, shard) in self.shards() {
+            let state = shard.lock();
+            all.extend(
+                state
+                    .groups
+                    .names()
+                    .map(|group| (service.clone(), group.clone())),
+            );
+        }
+        all
     }
 
     /// The ids of the first [`MEMBERS_PAGE_MAX`](super::MEMBERS_PAGE_MAX)
@@ -380,15 +436,8 @@ impl Router {
 
     /// Asks every connection of every service (or of one) to close.
     pub(crate) fn close_all(&self, service: Option<&str>, cause: CloseCause) {
-        let shards: Vec<Arc<Shard>> = {
-            let services = self.services.read().unwrap_or_else(|e| e.into_inner());
-            services
-                .iter()
-                .filter(|(name, _)| service.is_none_or(|s| s == &***name))
-                .map(|(_, shard)| shard.clone())
-                .collect()
-        };
-        for shard in shards {
+        let shards = self.shards().into_iter();
+        for (_, shard) in shards.filter(|(name, _)| service.is_none_or(|s| s == &**name)) {
             let targets: Vec<Arc<Connection>> =
                 shard.lock().connections.values().cloned().collect();
             for connection in targets {
@@ -421,7 +470,7 @@ impl Broker for Router {
     }
 
     async fn join(&self, service: &str, group: &str, id: &str) -> Result<(), ApiError> {
-        Router::join(self, service, group, id)
+        Router::join(self, service, group, id).map(|_| ())
     }
 
     async fn leave(&self, service: &str, group: &str, id: &str) -> Result<bool, ApiError> {
@@ -732,6 +781,84 @@ mod tests {
         let answer = finished.recv_timeout(std::time::Duration::from_secs(60));
         drop(held);
         assert_eq!(answer.unwrap(), (1, 1, 1, [true, true]));
+    }
+
+    /// A [`Membership`] that writes down what it hears.
+    #[derive(Debug, Default)]
+    struct Heard(Mutex<Vec<String>>);
+
+    impl Heard {
+        fn say(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut self.0.lock().unwrap())
+        }
+    }
+
+    impl Membership for Heard {
+        fn node(&self) -> Arc<str> {
+            "node1".into()
+        }
+        fn added(&self, service: &Arc<str>, _id: &Arc<str>) {
+            self.say(format!("added {service}"));
+        }
+        fn attributes(&self, _service: &Arc<str>, _id: &Arc<str>, attributes: Option<&Arc<str>>) {
+            self.say(format!("attributes {attributes:?}"));
+        }
+        fn joined(&self, _service: &Arc<str>, group: &Arc<str>, _id: &Arc<str>) {
+            self.say(format!("joined {group}"));
+        }
+        fn left(&self, _service: &Arc<str>, group: &Arc<str>, _id: &Arc<str>) {
+            self.say(format!("left {group}"));
+        }
+        fn departed(&self, _service: &Arc<str>, _id: &Arc<str>, groups: &[Arc<str>]) {
+            self.say(format!("departed {groups:?}"));
+        }
+        fn removed(&self, service: &Arc<str>, _id: &Arc<str>) {
+            self.say(format!("removed {service}"));
+        }
+    }
+
+    /// Cluster mode: ids name the node, and the cluster hears of every
+    /// change that other nodes must see, once, in order.
+    #[test]
+    fn the_cluster_hears_of_every_change_once() {
+        let router = Router::default();
+        let heard = Arc::new(Heard::default());
+        router.set_membership(heard.clone());
+        let svc: Arc<str> = "svc".into();
+        let reservation = router.reserve(&svc, ip(), bounds(1), 10).unwrap();
+        let connection = &reservation.connection;
+        assert!(connection.id.starts_with("node1."));
+        assert!(router.join("svc", "b", &connection.id).unwrap());
+        assert!(!router.join("svc", "b", &connection.id).unwrap());
+        router.join("svc", "a", &connection.id).unwrap();
+        assert!(router.leave("svc", "b", &connection.id).unwrap());
+        assert!(!router.leave("svc", "b", &connection.id).unwrap());
+        connection.set_attributes(Some(r#"{"user":"u1"}"#.into()));
+        assert!(router.has_members("svc", "a") && !router.has_members("svc", "b"));
+        assert_eq!(router.groups_with_members(), [(svc.clone(), "a".into())]);
+        let entries = router.entries();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].groups, [Arc::<str>::from("a")]);
+        assert_eq!(entries[0].attributes.as_deref(), Some(r#"{"user":"u1"}"#));
+        assert_eq!(router.detach(connection), [Arc::<str>::from("a")]);
+        router.forget(connection);
+        assert_eq!(
+            heard.take(),
+            [
+                "added svc",
+                "joined b",
+                "joined a",
+                "left b",
+                r#"attributes Some("{\"user\":\"u1\"}")"#,
+                r#"departed ["a"]"#,
+                "removed svc",
+            ]
+        );
+        assert!(!router.has_members("svc", "a"));
     }
 
     #[test]
