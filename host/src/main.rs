@@ -62,8 +62,8 @@ enum Command {
     New {
         /// The folder to create; its name is the service's.
         name: PathBuf,
-        /// The handler's language (Rust only so far; others point at their
-        /// guide).
+        /// The handler's language: rust or go (c, zig, assemblyscript,
+        /// python and js point at their guide).
         #[arg(long, default_value = "rust")]
         lang: String,
     },
