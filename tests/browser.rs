@@ -15,14 +15,14 @@ fn playwright() -> PathBuf {
     module
 }
 
-#[tokio::test]
-async fn two_browser_pages_chat_through_the_demo_page() {
+/// Runs `browser/chat.cjs` against the demo pages at `bases` (one page on
+/// each, or both on the one).
+async fn browsers_chat(bases: &[String]) {
     let module = playwright();
-    let gateway = TestGateway::start(&[ServiceSpec::new("chat").handler("chat")]).await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/chat.cjs");
     let output = tokio::process::Command::new("node")
         .arg(&script)
-        .arg(gateway.url(""))
+        .args(bases)
         .env("WASMGATE_PLAYWRIGHT", &module)
         .stdin(Stdio::null())
         .output()
@@ -35,6 +35,33 @@ async fn two_browser_pages_chat_through_the_demo_page() {
         "browser test failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
+}
+
+#[tokio::test]
+async fn two_browser_pages_chat_through_the_demo_page() {
+    playwright();
+    let gateway = TestGateway::start(&[ServiceSpec::new("chat").handler("chat")]).await;
+    browsers_chat(&[gateway.url("")]).await;
+}
+
+/// Two gateways of one cluster (a real `redis-server`), a browser page on
+/// each: they chat in one room, the room being a group across both nodes.
+#[tokio::test]
+async fn two_browser_pages_on_two_cluster_nodes_chat_in_one_room() {
+    playwright();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let node = TestGateway::start_with(&[ServiceSpec::new("chat").handler("chat")], |config| {
+            config.cluster = Some(redis.url());
+            config.kv = wasmgate::KvConfig::Redis { url: redis.url() };
+        })
+        .await;
+        node.wait_until_clustered().await;
+        nodes.push(node);
+    }
+    browsers_chat(&[nodes[0].url(""), nodes[1].url("")]).await;
 }
 
 #[tokio::test]

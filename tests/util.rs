@@ -114,6 +114,10 @@ impl ServiceSpec {
     }
 }
 
+#[path = "../host/tests/common/redis.rs"]
+mod redis;
+pub use redis::RedisServer;
+
 /// A gateway running in this process.
 pub struct TestGateway {
     /// Where its public listener listens.
@@ -213,6 +217,24 @@ impl TestGateway {
                 "services never loaded"
             );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Cluster mode: waits until the node holds its lease and its inbox is
+    /// subscribed, as the control listener's health reports.
+    pub async fn wait_until_clustered(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, body) = get_json(&self.control_url("/healthz")).await;
+            let cluster = &body["cluster"];
+            if cluster["lease"] == true && cluster["subscribed"] == true {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never joined the cluster: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 

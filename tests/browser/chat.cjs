@@ -1,13 +1,14 @@
 // Two browser pages join the same chat room on the gateway's demo page; each
 // must see the other's message, and neither its own message come back.
-// Usage: node chat.cjs http://127.0.0.1:PORT   (WASMGATE_PLAYWRIGHT names the
-// playwright-core module to load).
+// Usage: node chat.cjs http://127.0.0.1:PORT [http://127.0.0.1:PORT2]: with a
+// second gateway (another node of the same cluster), the second page joins
+// there. WASMGATE_PLAYWRIGHT names the playwright-core module to load.
 "use strict";
 const { chromium } = require(process.env.WASMGATE_PLAYWRIGHT || "playwright-core");
 
-const base = process.argv[2];
+const [first, second] = [process.argv[2], process.argv[3] || process.argv[2]];
 
-async function join(browser, room) {
+async function join(browser, base, room) {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
@@ -39,8 +40,8 @@ async function say(page, text) {
   });
   try {
     const room = `browser-${process.pid}`;
-    const a = await join(browser, room);
-    const b = await join(browser, room);
+    const a = await join(browser, first, room);
+    const b = await join(browser, second, room);
     await a.waitForSelector(`#log p.notice:has-text("joined #${room}")`);
 
     await say(a, "hello from page A ☕");

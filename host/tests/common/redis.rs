@@ -1,7 +1,8 @@
 //! A real `redis-server` for a test: on a free port, in a folder of the
 //! test's, keeping nothing on disk, killed when dropped. Shared by the
-//! integration tests (`mod common`) and the key-value store's unit tests
-//! (included there by path), so it uses nothing but the standard library.
+//! host's integration tests (`mod common`), the key-value store's unit
+//! tests and the gateway tests of `tests/` (both include it by path), so it
+//! uses nothing but the standard library.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
