@@ -1,8 +1,12 @@
 //! Durable key-value state of the handler's service.
 //!
 //! Keys belong to the service: another service can neither read nor change
-//! them. Keys are 1 to 512 bytes of UTF-8, values up to 1 MiB of bytes; a
-//! write returns once it is on disk, so it survives a crash of the gateway.
+//! them. Keys are 1 to 512 bytes of UTF-8, values up to 1 MiB of bytes. On
+//! a single gateway a write returns once it is on disk, so it survives a
+//! crash of the gateway; on a cluster the store is Redis, shared by every
+//! node and as durable as Redis's persistence, and a call may fail with
+//! [`GatewayError::STORE_UNAVAILABLE`](crate::GatewayError::STORE_UNAVAILABLE)
+//! while Redis cannot be reached.
 //! Counters ([`increment`]) are stored as decimal text.
 //!
 //! ```no_run

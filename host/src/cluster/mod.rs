@@ -38,6 +38,7 @@
 //! | `wasmgate:inbox:<id>` | channel | requests to the node |
 //! | `wasmgate:replies:<id>` | channel | answers to the node's requests |
 //! | `wasmgate:broadcast:<service>:<group>` | channel | broadcasts to the group; nodes with a member subscribe |
+//! | `wasmgate:kv:<n>:<service>:…` | strings, sorted sets, hashes | the key-value store's rows, indexes and usage (`state/kv/redis`), when `[kv] type = "redis"`, the default of a clustered node |
 //!
 //! Service names have no `:` and connection ids neither, so each key names
 //! one thing. Group keys never expire: a member leaves its group when it

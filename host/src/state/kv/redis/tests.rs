@@ -288,3 +288,81 @@ fn prefixes_and_cursors_become_byte_ranges() {
     // A cursor before the prefix starts at the prefix.
     assert_eq!(range("u/", Some("a")), ("[u/".into(), "(u/\u{fffd}".into()));
 }
+
+#[tokio::test]
+async fn at_redis_maxmemory_a_write_that_adds_fails_whole_and_deletes_still_make_room() {
+    let server = server("oom");
+    let backend = RedisBackend::open(&server.url()).unwrap();
+    let a = svc("a");
+    let mut redis = raw(&server).await;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // noeviction is Redis's default policy.
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(used + (1 << 20))
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    let mut refused = None;
+    for n in 0..100 {
+        let write = backend.set(
+            &a,
+            KvQuota::UNLIMITED,
+            format!("big{n:02}"),
+            vec![7; 64 << 10],
+            None,
+        );
+        if let Err(error) = write.await {
+            refused = Some(error);
+            break;
+        }
+    }
+    let refused = refused.expect("Redis refuses writes past its maxmemory");
+    assert_eq!(refused.code, 2405, "{refused}");
+    // The refused write changed nothing: the usage counts exactly the rows
+    // listed, each with its bytes.
+    let keys = backend.list_keys("a", "", None).await.unwrap().keys;
+    assert!(!keys.is_empty());
+    assert_eq!(
+        backend.usage("a").await.unwrap(),
+        KvUsage {
+            keys: keys.len() as u64,
+            bytes: keys.len() as u64 * (5 + (64 << 10))
+        }
+    );
+    // Reads and deletes go on, and the room deletes make takes writes again.
+    assert_eq!(
+        backend
+            .get("a", &keys[0])
+            .await
+            .unwrap()
+            .map(|value| value.len()),
+        Some(64 << 10)
+    );
+    for key in &keys {
+        assert!(backend.delete(&a, key.clone()).await.unwrap(), "{key}");
+    }
+    assert_eq!(backend.usage("a").await.unwrap(), KvUsage::default());
+    backend
+        .set(
+            &a,
+            KvQuota::UNLIMITED,
+            "again".into(),
+            vec![7; 64 << 10],
+            None,
+        )
+        .await
+        .unwrap();
+}
