@@ -240,7 +240,10 @@ async fn a_body_over_the_limit_is_refused_with_413_without_being_read() {
 
 #[tokio::test]
 async fn an_http_handler_reaches_the_services_websocket_clients() {
-    let gateway = TestGateway::start(&[web()]).await;
+    let gateway = TestGateway::start(&[
+        web().toml(r#"routes = ["/broadcast/{group}", "/push/{id}", "/close/{id}"]"#)
+    ])
+    .await;
     let mut alice = gateway.connect("web?group=room").await;
     let mut bob = gateway.connect("web?group=room").await;
     let mut carol = gateway.connect("web").await;

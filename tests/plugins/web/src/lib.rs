@@ -24,6 +24,10 @@
 //! | `/broadcast/<group>` | broadcasts the body to the group, answers `{"delivered": n}` |
 //! | `/push/<id>` | pushes the body to connection `<id>`, answers `{"errNo": n}` (0: pushed) |
 //! | `/close/<id>` | closes connection `<id>`, answers `{"errNo": n}` |
+//!
+//! `<group>` and `<id>` are the path parameters `group` and `id` when the
+//! service declares the templates (`routes = ["/push/{id}", ...]`: decoded),
+//! else the rest of the path as sent.
 //! | anything else | 200 `application/json`: the event as received |
 //!
 //! # timer
@@ -93,18 +97,27 @@ impl Handler for Web {
 
     fn http(_ctx: &Context, request: HttpRequest) -> Result<HttpResponse, HandlerError> {
         let path = request.path.as_str();
-        if let Some(group) = path.strip_prefix("/broadcast/") {
+        let parameter = |name: &str, prefix: &str| {
+            request
+                .path_parameter(name)
+                .or_else(|| path.strip_prefix(prefix))
+                .map(str::to_owned)
+        };
+        if let Some(group) = parameter("group", "/broadcast/") {
+            let group = group.as_str();
             let delivered = groups::broadcast_text(group, &request.body, None)?;
             return Ok(HttpResponse::json(
                 200,
                 &serde_json::json!({ "delivered": delivered }),
             ));
         }
-        if let Some(id) = path.strip_prefix("/push/") {
-            return Ok(err_no(wasmgate_guest::push_text(id, &request.body)));
+        if path.starts_with("/push/") {
+            let id = parameter("id", "/push/").unwrap_or_default();
+            return Ok(err_no(wasmgate_guest::push_text(&id, &request.body)));
         }
-        if let Some(id) = path.strip_prefix("/close/") {
-            return Ok(err_no(wasmgate_guest::close(id)));
+        if path.starts_with("/close/") {
+            let id = parameter("id", "/close/").unwrap_or_default();
+            return Ok(err_no(wasmgate_guest::close(&id)));
         }
         Ok(match path {
             "/html" => HttpResponse::new(200)
