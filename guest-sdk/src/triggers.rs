@@ -30,7 +30,7 @@ impl QueryValue {
     /// Every value, in order.
     pub fn values(&self) -> Vec<&str> {
         match self {
-            QueryValue::One(value) => vec![value],
+            QueryValue::One(value) => vec![value.as_str()],
             QueryValue::Many(values) => values.iter().map(String::as_str).collect(),
         }
     }
