@@ -26,6 +26,7 @@ fn main() {
         "guest-sdk/js",
         "guest-sdk/c",
         "guest-sdk/zig",
+        "guest-sdk/go",
         "guest-sdk/assemblyscript",
         "wit",
     ] {

@@ -53,6 +53,47 @@ async fn the_zig_core_module_is_wrapped_and_echoes() {
 }
 
 #[tokio::test]
+async fn the_go_core_module_is_wrapped_and_echoes() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("echo-go").handler("echo-go")]).await;
+    echoes_everything(&gateway, "echo-go").await;
+}
+
+/// Go's collector asks WASI for the time when it starts, which a component
+/// may not do while the gateway copies strings in through `cabi_realloc`:
+/// the helper keeps the collector off there. Many messages, up to 150 KiB
+/// (below the size at which Go's heap would have to grow inside
+/// `cabi_realloc`; docs/languages/go.md, "Known limits"), each answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_helper_answers_many_large_messages() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("go-large").handler("echo-go")]).await;
+    let mut client = gateway.connect("go-large").await;
+    for i in 0..40usize {
+        let size = if i % 4 == 0 {
+            150 * 1024
+        } else {
+            16 * 1024 + i
+        };
+        let text: String = std::iter::repeat_n(char::from(b'a' + (i % 26) as u8), size).collect();
+        assert_eq!(ask(&mut client, &text).await, text, "message {i}");
+    }
+    assert_eq!(ask(&mut client, "/count").await, "count 1");
+}
+
+/// A panic in a Go handler fails that call with the panic's text, never
+/// the gateway: the connection is closed with 1011 and the log names the
+/// service and the panic; the next client is served.
+#[tokio::test]
+async fn a_go_handler_that_panics_fails_only_its_call() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("go-panics").handler("echo-go")]).await;
+    let mut client = gateway.connect("go-panics").await;
+    client.send(Message::text("/panic")).await.unwrap();
+    assert_eq!(close_code(&mut client).await, Some(1011));
+    wait_for_log(&["service=go-panics", "panic: asked to panic"], 1).await;
+    let mut next = gateway.connect("go-panics").await;
+    assert_eq!(ask(&mut next, "after").await, "after");
+}
+
+#[tokio::test]
 async fn the_assemblyscript_core_module_is_wrapped_and_echoes() {
     let gateway = TestGateway::start(&[ServiceSpec::new("echo-as").handler("echo-as")]).await;
     echoes_everything(&gateway, "echo-as").await;
@@ -62,7 +103,7 @@ async fn the_assemblyscript_core_module_is_wrapped_and_echoes() {
 /// control characters) comes back unchanged from the helpers' JSON readers.
 #[tokio::test]
 async fn the_compiled_language_helpers_decode_json_escapes() {
-    let services = ["echo-c", "echo-zig", "echo-as"];
+    let services = ["echo-c", "echo-zig", "echo-as", "echo-go"];
     let specs: Vec<ServiceSpec> = services
         .iter()
         .map(|name| ServiceSpec::new(name).handler(name))
@@ -116,6 +157,18 @@ async fn the_c_helper_reaches_kv_and_groups() {
             ("/keys keys/", "1 keys, keys/a=1"),
             ("/join ", "result:2406"),
         ],
+    )
+    .await;
+}
+
+/// The Go helper's key-value store and groups, through a real gateway.
+#[tokio::test]
+async fn the_go_helper_reaches_kv_and_groups() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("go-state").handler("echo-go")]).await;
+    state_commands_work(
+        &gateway,
+        "go-state",
+        &[("/value k", "k=1 deleted=true"), ("/join ", "result:2406")],
     )
     .await;
 }

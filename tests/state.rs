@@ -308,7 +308,9 @@ async fn durable_gateway_child() {
         max_concurrency: 8,
         max_memory_mb: 128,
         cache_dir: Some(compile_cache_dir()),
-        state_file: Some(state.into()),
+        kv: wasmgate::KvConfig::Redb {
+            file: Some(state.into()),
+        },
         ..wasmgate::GatewayConfig::new(plugins)
     };
     let any = "127.0.0.1:0".parse().unwrap();

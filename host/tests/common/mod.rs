@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -45,9 +47,10 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
 
 impl GatewayProcess {
     /// Starts `wasmgate serve` on `plugins` with both listeners on
-    /// `127.0.0.1:0`, plus `extra` arguments, run through `wrapper` (e.g.
-    /// `prlimit --nofile=600`) when given, and waits until it listens and
-    /// has loaded what it found at start-up.
+    /// `127.0.0.1:0`, its key-value store in memory (or, with `--cluster`
+    /// among `extra`, on that Redis), plus `extra` arguments, run through
+    /// `wrapper` (e.g. `prlimit --nofile=600`) when given, and waits until
+    /// it listens and has loaded what it found at start-up.
     pub fn start(plugins: &Path, cache: &Path, extra: &[&str], wrapper: &[&str]) -> Self {
         let gateway = Self::start_listening(plugins, cache, extra, wrapper);
         gateway.wait_for_log(
@@ -77,7 +80,11 @@ impl GatewayProcess {
                 "--control-listen",
                 "127.0.0.1:0",
             ])
-            .arg("--memory-state")
+            .args(
+                (!extra.contains(&"--cluster"))
+                    .then_some("--memory-state")
+                    .as_slice(),
+            )
             .arg("--plugins")
             .arg(plugins)
             .arg("--cache-dir")

@@ -4,14 +4,21 @@
 //! [`KvStore`] is what handlers reach: it checks the limits every backend
 //! shares (key and value sizes; the service's [`KvQuota`] of keys and bytes
 //! is passed down, to be enforced where the write is applied) and hands the
-//! operation to a [`KvBackend`]. The first backend is redb
-//! ([`redb`]), embedded in the gateway's process; a backend shared by
-//! several gateway nodes (Redis) implements the same trait.
+//! operation to a [`KvBackend`]. Two backends implement it, chosen in the
+//! gateway's configuration (`[kv] type`), never per handler: redb
+//! ([`redb`]), embedded in the gateway's process, one file per node; and
+//! Redis ([`redis`]), shared by several gateway nodes, the default of a
+//! clustered node. Both answer the same errNos; the tests of this module
+//! run against both.
 //!
 //! Rows are always addressed by `(service, key)`, so a service can only
 //! ever reach its own keys, whatever the backend.
 
 mod redb;
+mod redis;
+#[cfg(test)]
+#[path = "../../../tests/common/redis.rs"]
+mod redis_server;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +29,7 @@ use std::time::Duration;
 use crate::protocol::{ApiError, ErrNo};
 
 pub use self::redb::{RedbBackend, SWEEP_EVERY};
+pub use self::redis::{RedisBackend, IN_FLIGHT_PER_SERVICE};
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -169,6 +177,31 @@ pub trait KvBackend: Send + Sync + std::fmt::Debug {
     ) -> Result<bool, ApiError>;
 }
 
+/// The refusal of a new key past `max_keys` (2403), the same from every
+/// backend.
+fn key_quota_refusal(quota: KvQuota) -> ApiError {
+    ErrNo::KEY_QUOTA.with(quota.max_keys)
+}
+
+/// The refusal of a write that would take the service to `after` bytes,
+/// past `max_bytes` (2408).
+fn byte_quota_refusal(after: u64, quota: KvQuota) -> ApiError {
+    ErrNo::BYTE_QUOTA.with(format_args!(
+        "{after} bytes of keys and values, more than {}",
+        quota.max_bytes
+    ))
+}
+
+/// `increment` of a value that is no decimal integer (2404).
+fn not_a_counter(key: &str) -> ApiError {
+    ErrNo::NOT_A_COUNTER.with(format!("the value of {key:?} is not a decimal integer"))
+}
+
+/// `increment` past the 64-bit range (2404).
+fn counter_overflow(counter: impl std::fmt::Display, delta: i64) -> ApiError {
+    ErrNo::NOT_A_COUNTER.with(format!("{counter} + {delta} overflows a 64-bit counter"))
+}
+
 /// Checks a key against the limits.
 pub fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() {
@@ -213,6 +246,12 @@ impl KvStore {
     /// invoke` and tests that do not need durability).
     pub fn in_memory() -> anyhow::Result<Self> {
         Ok(Self::new(Arc::new(RedbBackend::in_memory()?)))
+    }
+
+    /// The store on the Redis at `url`, shared with every node that uses it.
+    /// It connects at its first command.
+    pub fn redis(url: &str) -> anyhow::Result<Self> {
+        Ok(Self::new(Arc::new(RedisBackend::open(url)?)))
     }
 
     /// The value of `key`, if present and not expired.

@@ -12,8 +12,10 @@ use redb::{Database, ReadableTable};
 
 use super::writer::{Job, WriteOp, Written};
 use super::{live, storage, ENTRIES, EXPIRY, USAGE};
-use crate::protocol::{ApiError, ErrNo};
-use crate::state::kv::{KvQuota, KvUsage};
+use crate::protocol::ApiError;
+use crate::state::kv::{
+    byte_quota_refusal, counter_overflow, key_quota_refusal, not_a_counter, KvQuota, KvUsage,
+};
 use crate::state::now_ms;
 
 /// Most expired rows one periodic sweep removes in one transaction; the
@@ -306,17 +308,12 @@ impl Tables<'_> {
                             .and_then(|text| text.parse::<i64>().ok());
                         match counter {
                             Some(counter) => (row.expires_at_ms, counter),
-                            None => {
-                                return Ok(Err(ErrNo::NOT_A_COUNTER.with(format!(
-                                    "the value of {key:?} is not a decimal integer"
-                                ))))
-                            }
+                            None => return Ok(Err(not_a_counter(key))),
                         }
                     }
                 };
                 match counter.checked_add(*delta) {
-                    None => Err(ErrNo::NOT_A_COUNTER
-                        .with(format!("{counter} + {delta} overflows a 64-bit counter"))),
+                    None => Err(counter_overflow(counter, *delta)),
                     Some(new) => {
                         let text = new.to_string();
                         let old = old.map(|(row, _)| row);
@@ -388,17 +385,14 @@ fn over_quota(
     new_bytes: u64,
 ) -> Option<ApiError> {
     if new_row && used.keys >= quota.max_keys {
-        return Some(ErrNo::KEY_QUOTA.with(quota.max_keys));
+        return Some(key_quota_refusal(quota));
     }
     let after = used
         .bytes
         .saturating_sub(old_bytes)
         .saturating_add(new_bytes);
     if new_bytes > old_bytes && after > quota.max_bytes {
-        return Some(ErrNo::BYTE_QUOTA.with(format_args!(
-            "{after} bytes of keys and values, more than {}",
-            quota.max_bytes
-        )));
+        return Some(byte_quota_refusal(after, quota));
     }
     None
 }

@@ -1,0 +1,3 @@
+module github.com/wasmgate/wasmgate/guest-sdk/go
+
+go 1.24
