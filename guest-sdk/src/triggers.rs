@@ -111,10 +111,7 @@ pub struct HttpRequest {
 impl HttpRequest {
     /// Reads the event from its JSON.
     pub fn from_json(json: &str) -> Result<Self, EventError> {
-        serde_json::from_str(json).map_err(|source| EventError::Json {
-            event: "http",
-            source,
-        })
+        crate::event::from_json("http", json)
     }
 
     /// A header, by name in any case.
@@ -310,10 +307,7 @@ pub struct TimerEvent {
 impl TimerEvent {
     /// Reads the event from its JSON.
     pub fn from_json(json: &str) -> Result<Self, EventError> {
-        serde_json::from_str(json).map_err(|source| EventError::Json {
-            event: "timer",
-            source,
-        })
+        crate::event::from_json("timer", json)
     }
 }
 
