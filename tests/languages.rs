@@ -232,3 +232,61 @@ async fn a_preview1_module_whose_allocator_needs_initialize_loads() {
     echoes_everything(&gateway, "wasi-p1-init").await;
     gateway.shutdown().await;
 }
+
+/// The Go helper's HTTP trigger: the integration request read (path, query,
+/// a binary body) and answered with repeated headers; a POST that
+/// broadcasts to WebSocket clients; a timer that reaches them.
+#[tokio::test]
+async fn the_go_helper_answers_http_requests_and_timers() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("go-web")
+        .handler("echo-go")
+        .toml("[[timers]]\nname = \"everySecond\"\ncron = \"* * * * * * *\"\nmessage = \"hi\"")])
+    .await;
+
+    let answer = http()
+        .post(gateway.url("/http/go-web/any/path?q=a&q=b"))
+        .body(vec![0xff_u8, 0x00, 0x80, b'x'])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.headers()["x-echo-path"], "/any/path");
+    let queries: Vec<_> = answer.headers().get_all("x-query").iter().collect();
+    assert_eq!(queries, ["a", "b"]);
+    assert_eq!(
+        answer.bytes().await.unwrap().as_ref(),
+        [0xff_u8, 0x00, 0x80, b'x']
+    );
+
+    let mut client = gateway.connect("go-web").await;
+    client.send(Message::text("/join room")).await.unwrap();
+    assert_eq!(next_text(&mut client).await, "joined room");
+    let answer = http()
+        .post(gateway.url("/http/go-web/say/room"))
+        .body("hello from REST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["delivered"], 1);
+    assert_eq!(next_text(&mut client).await, "hello from REST");
+
+    client.send(Message::text("/join ticks")).await.unwrap();
+    // A tick may come before the join's own answer.
+    let mut ticks = Vec::new();
+    while ticks.len() < 2 {
+        let text = next_text(&mut client).await;
+        if text != "joined ticks" {
+            ticks.push(text);
+        }
+    }
+    let (first, second) = (&ticks[0], &ticks[1]);
+    for tick in [first, second] {
+        let parts: Vec<&str> = tick.split(' ').collect();
+        assert_eq!(parts[..2], ["tick", "everySecond"], "{tick}");
+        assert_eq!(parts[3], "hi", "{tick}");
+    }
+    assert_ne!(first, second, "one tick came twice");
+    gateway.shutdown().await;
+}

@@ -15,8 +15,11 @@
 //!   service's table again at once. A timer whose name and cron are
 //!   unchanged keeps its schedule and its run in flight; a removed service's
 //!   timers stop.
-//! - In cluster mode every node fires its own timers: a tick fires once
-//!   per node, not once per cluster (a known gap; logged at start-up).
+//! - In cluster mode a tick fires on one node of the cluster: every node
+//!   schedules the timer, and at each tick the node that claims it in Redis
+//!   first (`SET NX`, one key per service, timer and tick second) runs it.
+//!   With Redis unreachable no node can claim the tick, and it fires
+//!   nowhere (logged): a tick is at most once per cluster, never doubled.
 //!
 //! With no timer anywhere the task only waits for a change: an idle
 //! gateway pays nothing for it.
@@ -56,7 +59,6 @@ pub(crate) fn spawn(gateway: &Gateway, changed: Arc<Notify>, stop: CancellationT
     let weak = gateway.downgrade();
     tokio::spawn(async move {
         let mut timers: HashMap<(Arc<str>, Arc<str>), Scheduled> = HashMap::new();
-        let mut warned_cluster = false;
         loop {
             // Read the tables first: a change notified while this runs
             // leaves a permit, so the wait below returns at once.
@@ -65,13 +67,6 @@ pub(crate) fn spawn(gateway: &Gateway, changed: Arc<Notify>, stop: CancellationT
                     return;
                 };
                 reschedule(&gateway, &mut timers);
-                if gateway.cluster().is_some() && !timers.is_empty() && !warned_cluster {
-                    warned_cluster = true;
-                    tracing::warn!(
-                        timers = timers.len(),
-                        "cluster mode: timers fire on every node, not on one node per tick"
-                    );
-                }
                 fire_due(&weak, &mut timers, now_ms());
             }
             let next = timers.values().filter_map(|timer| timer.next).min();
@@ -177,6 +172,19 @@ fn fire_due(
             let Some(service) = gateway.services().get(&service) else {
                 return;
             };
+            if let Some(cluster) = gateway.cluster() {
+                match cluster.claim_tick(&service.name, &name, tick).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(service = %service.name, timer = %name, %time, "timer tick claimed by another node");
+                        return;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(service = %service.name, timer = %name, %time, %reason, "timer tick skipped: Redis did not answer, so no node could claim it");
+                        return;
+                    }
+                }
+            }
             let request_id = new_request_id();
             let event = Event {
                 connection_id: "".into(),
