@@ -8,7 +8,9 @@
 # members, host/examples/fanout_bench.rs) and the criterion benchmarks of the
 # per-event path (scripts/bench-per-event.sh). wasmgate's echo is measured
 # twice in the same run: the default (a fresh instance per event) and a
-# service with `instance_reuse = 1000`.
+# service with `instance_reuse = 1000`; so is the HTTP trigger (GET of the
+# `web` test handler's `/html` page, against the native server's axum route
+# answering the same page).
 # Everything listens on 127.0.0.1; total run time is about ten minutes.
 #
 # Knobs (environment): SECONDS_PER_RUN (5), IDLE_CONNECTIONS (19000),
@@ -32,9 +34,10 @@ cargo build --release -p wasmgate --example fanout_bench >&2
 cargo bench -p wasmgate --bench per_event --no-run >&2
 # The Rust echo handler and the test probe handler (whose register joins the
 # group named in `?join=`), built directly so only this checkout is touched.
-cargo build -p echo -p probe --target wasm32-wasip2 --profile wasm >&2
+cargo build -p echo -p probe -p web --target wasm32-wasip2 --profile wasm >&2
 ECHO_WASM=$TARGET/wasm32-wasip2/wasm/echo.wasm
 PROBE_WASM=$TARGET/wasm32-wasip2/wasm/probe.wasm
+WEB_WASM=$TARGET/wasm32-wasip2/wasm/web.wasm
 LOADGEN=$TARGET/release/loadgen
 
 WORK=$(mktemp -d)
@@ -48,7 +51,10 @@ trap cleanup EXIT
 
 # The echo handler as two services (default fresh instances; instance
 # reuse), and the probe handler for the fan-out.
-mkdir -p "$WORK/plugins/echo" "$WORK/plugins/reuse" "$WORK/plugins/fan"
+mkdir -p "$WORK/plugins/echo" "$WORK/plugins/reuse" "$WORK/plugins/fan" "$WORK/plugins/web" "$WORK/plugins/webr"
+cp "$WEB_WASM" "$WORK/plugins/web/handler.wasm"
+cp "$WEB_WASM" "$WORK/plugins/webr/handler.wasm"
+echo "instance_reuse = 1000" >"$WORK/plugins/webr/service.toml"
 cp "$ECHO_WASM" "$WORK/plugins/echo/handler.wasm"
 cp "$ECHO_WASM" "$WORK/plugins/reuse/handler.wasm"
 echo "instance_reuse = 1000" >"$WORK/plugins/reuse/service.toml"
@@ -104,6 +110,13 @@ echo_runs() {
     lg "$name.e64" "$pid" "$port" --service "$svc" echo --connections 64 --seconds "$RUN_S"
 }
 
+# http_runs NAME PID PORT PATH: the HTTP trigger's GET, 1 and 64 connections.
+http_runs() {
+    local name=$1 pid=$2 port=$3 path=$4
+    lg "$name.h1" "$pid" "$port" http --path "$path" --connections 1 --seconds "$RUN_S"
+    lg "$name.h64" "$pid" "$port" http --path "$path" --connections 64 --seconds "$RUN_S"
+}
+
 # --- wasmgate -----------------------------------------------------------
 echo "== wasmgate" >&2
 taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --control-listen "127.0.0.1:$WG_CONTROL_PORT" --plugins "$WORK/plugins" \
@@ -113,6 +126,8 @@ wait_port $WG_PORT
 wait_loaded $WG_CONTROL_PORT
 echo_runs wg "$WG_PID" $WG_PORT echo
 echo_runs wgr "$WG_PID" $WG_PORT reuse
+http_runs wg "$WG_PID" $WG_PORT /http/web/html
+http_runs wgr "$WG_PID" $WG_PORT /http/webr/html
 lg wg.churn "$WG_PID" $WG_PORT churn --seconds "$RUN_S"
 sleep 1
 lg wg.idle "$WG_PID" $WG_PORT idle --connections "$IDLE_N"
@@ -138,6 +153,7 @@ taskset -c 0 "$TARGET/release/native-echo" --listen "127.0.0.1:$NATIVE_PORT" 2>"
 NA_PID=$!; PIDS+=("$NA_PID")
 wait_port $NATIVE_PORT
 echo_runs na "$NA_PID" $NATIVE_PORT echo
+http_runs na "$NA_PID" $NATIVE_PORT /http/web/html
 lg na.churn "$NA_PID" $NATIVE_PORT churn --seconds "$RUN_S"
 sleep 1
 lg na.idle "$NA_PID" $NATIVE_PORT idle --connections "$IDLE_N"
@@ -221,6 +237,13 @@ for c in 1 64; do
     row "  instance reuse: CPU us/msg" "$(per_msg "$(g wgr.e$c.cpu_s)" "$(g wgr.e$c.total)")" \
         "$(per_msg "$(g na.e$c.cpu_s)" "$(g na.e$c.total)")" "$(per_msg "$(g pp.e$c.cpu_s)" "$(g pp.e$c.total)")"
     row "echo c=$c errors (wg: fresh/reuse)" "$(g wg.e$c.errors)/$(g wgr.e$c.errors)" "$(g na.e$c.errors)" "$(g pp.e$c.errors)"
+done
+for c in 1 64; do
+    row "http trigger c=$c req/s" "$(g wg.h$c.reqs_per_s)" "$(g na.h$c.reqs_per_s)" ""
+    row "  instance reuse: req/s" "$(g wgr.h$c.reqs_per_s)" "$(g na.h$c.reqs_per_s)" ""
+    row "http trigger c=$c p50 us" "$(g wg.h$c.p50_us)" "$(g na.h$c.p50_us)" ""
+    row "http trigger c=$c p99 us" "$(g wg.h$c.p99_us)" "$(g na.h$c.p99_us)" ""
+    row "http trigger c=$c errors (fresh/reuse)" "$(g wg.h$c.errors)/$(g wgr.h$c.errors)" "$(g na.h$c.errors)" ""
 done
 row "churn connect+close/s" "$(g wg.churn.conn_per_s)" "$(g na.churn.conn_per_s)" "$(g pp.churn.conn_per_s)"
 row "idle connections held" "$(g wg.idle.connections)" "$(g na.idle.connections)" "$(g pp.idle.connections)"

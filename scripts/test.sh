@@ -23,6 +23,6 @@ cargo clippy --all-targets -- -D warnings
 cargo clippy -p wasmgate-loadgen --all-targets -- -D warnings
 cargo clippy -p xtask --features componentize --all-targets -- -D warnings
 # Handlers (guest SDK, example and test plugins) are linted for their target.
-cargo clippy --target wasm32-wasip2 -p wasmgate-guest -p echo -p chat -p probe -p hostile -p counter -- -D warnings
+cargo clippy --target wasm32-wasip2 -p wasmgate-guest -p echo -p chat -p clock -p probe -p hostile -p counter -p web -p before-triggers -- -D warnings
 cargo test -p wasmgate-guest
 cargo test

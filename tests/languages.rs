@@ -60,9 +60,8 @@ async fn the_go_core_module_is_wrapped_and_echoes() {
 
 /// Go's collector asks WASI for the time when it starts, which a component
 /// may not do while the gateway copies strings in through `cabi_realloc`:
-/// the helper keeps the collector off there. Many messages, up to 150 KiB
-/// (below the size at which Go's heap would have to grow inside
-/// `cabi_realloc`; docs/languages/go.md, "Known limits"), each answered.
+/// the helper keeps the collector off there. Many messages, up to 150 KiB,
+/// each answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_go_helper_answers_many_large_messages() {
     let gateway = TestGateway::start(&[ServiceSpec::new("go-large").handler("echo-go")]).await;
@@ -231,4 +230,119 @@ async fn a_preview1_module_whose_allocator_needs_initialize_loads() {
         .await;
     echoes_everything(&gateway, "wasi-p1-init").await;
     gateway.shutdown().await;
+}
+
+/// The Go helper's HTTP trigger: the integration request read (path, query,
+/// a binary body) and answered with repeated headers; a POST that
+/// broadcasts to WebSocket clients; a timer that reaches them.
+#[tokio::test]
+async fn the_go_helper_answers_http_requests_and_timers() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("go-web")
+        .handler("echo-go")
+        .toml("[[timers]]\nname = \"everySecond\"\ncron = \"* * * * * * *\"\nmessage = \"hi\"")])
+    .await;
+
+    let answer = http()
+        .post(gateway.url("/http/go-web/any/path?q=a&q=b"))
+        .body(vec![0xff_u8, 0x00, 0x80, b'x'])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.headers()["x-echo-path"], "/any/path");
+    let queries: Vec<_> = answer.headers().get_all("x-query").iter().collect();
+    assert_eq!(queries, ["a", "b"]);
+    assert_eq!(
+        answer.bytes().await.unwrap().as_ref(),
+        [0xff_u8, 0x00, 0x80, b'x']
+    );
+
+    let mut client = gateway.connect("go-web").await;
+    client.send(Message::text("/join room")).await.unwrap();
+    assert_eq!(next_text(&mut client).await, "joined room");
+    let answer = http()
+        .post(gateway.url("/http/go-web/say/room"))
+        .body("hello from REST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["delivered"], 1);
+    assert_eq!(next_text(&mut client).await, "hello from REST");
+
+    client.send(Message::text("/join ticks")).await.unwrap();
+    // A tick may come before the join's own answer.
+    let mut ticks = Vec::new();
+    while ticks.len() < 2 {
+        let text = next_text(&mut client).await;
+        if text != "joined ticks" {
+            ticks.push(text);
+        }
+    }
+    let (first, second) = (&ticks[0], &ticks[1]);
+    for tick in [first, second] {
+        let parts: Vec<&str> = tick.split(' ').collect();
+        assert_eq!(parts[..2], ["tick", "everySecond"], "{tick}");
+        assert_eq!(parts[3], "hi", "{tick}");
+    }
+    assert_ne!(first, second, "one tick came twice");
+    gateway.shutdown().await;
+}
+
+/// Text of `size` bytes that differs from message to message.
+fn filler(size: usize, seed: usize) -> String {
+    (0..size)
+        .map(|j| char::from(b'a' + ((j / 7 + seed) % 26) as u8))
+        .collect()
+}
+
+/// Events up to the service's `max_message_bytes` (here 1 MiB) reach a Go
+/// handler and come back whole: copying them in grows Go's heap inside
+/// `cabi_realloc`, which must not run into memory the WASI adapter holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_helper_echoes_messages_up_to_the_maximum_size() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("go-huge")
+        .handler("echo-go")
+        .toml("max_message_bytes = 1048576")])
+    .await;
+    let mut client = gateway.connect("go-huge").await;
+    for (i, size) in [200 << 10, 512 << 10, 1000 << 10, (1 << 20) - 64]
+        .into_iter()
+        .enumerate()
+    {
+        let text = filler(size, i);
+        assert_eq!(ask(&mut client, &text).await, text, "{size} bytes");
+    }
+    let binary: Vec<u8> = (0..1usize << 20).map(|j| (j * 31 % 251) as u8).collect();
+    client.send(Message::binary(binary.clone())).await.unwrap();
+    assert_eq!(next_message(&mut client).await, Message::binary(binary));
+    assert_eq!(ask(&mut client, "/count").await, "count 1");
+}
+
+/// One Go instance serves a long run of events (`instance_reuse`), 64 MiB
+/// in all, of sizes up to 1 MiB, each answered whole; a host call still
+/// works at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_go_instance_survives_many_mib_of_traffic() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("go-reused")
+        .handler("echo-go")
+        .toml("instance_reuse = 100000\nmax_message_bytes = 1048576")])
+    .await;
+    let mut client = gateway.connect("go-reused").await;
+    let mut total = 0usize;
+    let mut i = 0usize;
+    while total < 64 << 20 {
+        let size = match i % 4 {
+            0 => 1 << 20,
+            1 => 300 << 10,
+            2 => 40 << 10 | i,
+            _ => 700 << 10,
+        };
+        let text = filler(size, i);
+        assert_eq!(ask(&mut client, &text).await, text, "message {i}");
+        total += size;
+        i += 1;
+    }
+    assert_eq!(ask(&mut client, "/count").await, "count 1");
 }

@@ -64,6 +64,26 @@ async fn the_seed_style_python_handler_answers_the_sub_protocol_and_echoes() {
         .unwrap();
     assert!(response.headers().get("sec-websocket-protocol").is_none());
     assert_eq!(ask(&mut client, "plain").await, "plain");
+
+    // Through the API trigger, its integration-response sample, unchanged.
+    let response = http()
+        .get(gateway.url("/http/seed/index.html?from=test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/html");
+    let keys: Vec<&str> = response
+        .headers()
+        .get_all("key")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["value1", "value2", "value3"]);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "<html><body><h1>Heading</h1><p>Paragraph.</p></body></html>"
+    );
 }
 
 /// The counts a `counter` connection answers to `count` messages.

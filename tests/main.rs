@@ -39,3 +39,5 @@ mod state;
 /// TLS on the public listener: `wss://` echo, an untrusted certificate,
 /// a renewed certificate served without a restart, a silent TLS client.
 mod tls;
+/// The model's other triggers: HTTP API handlers and timers.
+mod triggers;

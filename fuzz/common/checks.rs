@@ -21,10 +21,11 @@ use arbitrary::{Arbitrary, Unstructured};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
+use wasmgate::config::cron::{CivilTime, Cron};
 use wasmgate::config::{ServiceConfig, MAX_INSTANCE_REUSE};
 use wasmgate::protocol::{
-    connecting_event, header_fields, query_fields, ConnectingRequest, ErrNo, Payload, PushRequest,
-    RegisterAnswer,
+    connecting_event, header_fields, query_fields, ConnectingRequest, ErrNo, IntegrationResponse,
+    Payload, PushRequest, RegisterAnswer,
 };
 use wasmgate::wasm::core_module;
 use wasmgate::GatewayConfig;
@@ -33,12 +34,14 @@ use wasmgate::GatewayConfig;
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets, by the name of their corpus folder.
-pub const TARGETS: [(&str, Check); 5] = [
+pub const TARGETS: [(&str, Check); 7] = [
     ("push_request", push_request),
     ("register_answer", register_answer),
     ("service_config", service_config),
     ("connecting_event", connecting_event_from),
     ("core_module", core_module_from),
+    ("http_answer", http_answer),
+    ("cron", cron),
 ];
 
 // --- push_request ---------------------------------------------------------
@@ -684,5 +687,141 @@ pub fn core_module_from(data: &[u8]) {
             }
         }
         Err(error) => assert!(!error.to_string().is_empty()),
+    }
+}
+
+// --- http_answer ----------------------------------------------------------
+
+/// Headers the gateway sets itself, which an answer never carries through.
+const GATEWAY_SET_HEADERS: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// Input: the `http` role's answer (not UTF-8: replaced). Deterministic; an
+/// accepted answer has a status from 200 to 599, no header the gateway sets
+/// itself, the body the JSON says (Base64-decoded when `isBase64Encoded`);
+/// **round trip**: the answer written back as an integration response (every
+/// header as a list, the body in Base64) parses to the same headers, in the
+/// same order per name, status and body.
+pub fn http_answer(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let first = IntegrationResponse::parse(&text);
+    assert_eq!(
+        first,
+        IntegrationResponse::parse(&text),
+        "not deterministic"
+    );
+    let Ok(answer) = first else { return };
+    assert!((200..=599).contains(&answer.status.as_u16()));
+    for (name, _) in &answer.headers {
+        assert!(
+            !GATEWAY_SET_HEADERS.contains(&name.as_str()),
+            "{name} passed"
+        );
+    }
+    let json: Value = serde_json::from_str(&text).expect("an accepted answer is JSON");
+    match (
+        &json["body"],
+        json["isBase64Encoded"].as_bool() == Some(true),
+    ) {
+        (Value::String(body), true) => assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .expect("accepted Base64"),
+            answer.body
+        ),
+        (Value::String(body), false) => assert_eq!(body.as_bytes(), answer.body),
+        (_, _) => assert!(answer.body.is_empty()),
+    }
+    let by_name = |headers: &[(HeaderName, HeaderValue)]| {
+        let mut names: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for (name, value) in headers {
+            names
+                .entry(name.as_str().to_owned())
+                .or_default()
+                .push(value.as_bytes().to_vec());
+        }
+        names
+    };
+    let headers = by_name(&answer.headers);
+    let written: Map<String, Value> = headers
+        .iter()
+        .map(|(name, values)| {
+            let values = values
+                .iter()
+                .map(|value| Value::String(String::from_utf8(value.clone()).expect("sendable")))
+                .collect();
+            (name.clone(), Value::Array(values))
+        })
+        .collect();
+    let again = json!({
+        "statusCode": answer.status.as_u16(),
+        "headers": written,
+        "isBase64Encoded": true,
+        "body": base64::engine::general_purpose::STANDARD.encode(&answer.body),
+    });
+    let again = IntegrationResponse::parse(&again.to_string()).expect("the written answer parses");
+    assert_eq!(again.status, answer.status);
+    assert_eq!(again.body, answer.body);
+    assert_eq!(by_name(&again.headers), headers);
+}
+
+// --- cron -----------------------------------------------------------------
+
+/// Times each accepted expression's next tick is computed after: the epoch,
+/// 2001, 2026, a leap day, the last second of 2099, before the epoch.
+const CRON_FROM: [i64; 6] = [
+    0,
+    1_000_000_000,
+    1_767_225_599,
+    1_709_164_800,
+    4_102_444_799,
+    -1,
+];
+
+/// Input: a cron expression (not UTF-8: replaced; at most 200 bytes).
+/// Deterministic; a refusal names a field or the field count; each next
+/// tick after the times above is strictly later, in 1970-2099, lands on a
+/// second that converts to the same civil time and back, and is the next
+/// tick after any time between the start and itself (the one before it and
+/// half-way there).
+pub fn cron(data: &[u8]) {
+    let text = String::from_utf8_lossy(&data[..data.len().min(200)]);
+    let first = Cron::parse(&text);
+    let second = Cron::parse(&text);
+    let cron = match (first, second) {
+        (Ok(cron), Ok(_)) => cron,
+        (Err(first), Err(second)) => {
+            let message = first.to_string();
+            assert_eq!(message, second.to_string(), "not deterministic");
+            assert!(!message.is_empty());
+            return;
+        }
+        (first, second) => panic!("not deterministic: {first:?} then {second:?}"),
+    };
+    for from in CRON_FROM {
+        let Some(next) = cron.next_after(from) else {
+            continue;
+        };
+        assert!(next > from, "{text:?}: {next} is not after {from}");
+        let civil = CivilTime::from_unix(next);
+        assert!((1970..=2099).contains(&civil.year), "{text:?}: {civil}");
+        assert_eq!(civil.to_unix(), next, "{text:?}: {civil}");
+        for between in [next - 1, from + (next - from) / 2] {
+            if between >= from {
+                assert_eq!(
+                    cron.next_after(between),
+                    Some(next),
+                    "{text:?}: after {between}, between {from} and {next}"
+                );
+            }
+        }
     }
 }

@@ -31,7 +31,7 @@ declare function hostRoute(json: usize, jsonLen: usize, ret: usize): void;
 declare function hostLog(level: i32, text: usize, textLen: usize): void;
 
 /** The role a handler is called in (the WIT enum `role`). */
-export enum Role { Register = 0, Transfer = 1, Cleanup = 2 }
+export enum Role { Register = 0, Transfer = 1, Cleanup = 2, Http = 3, Timer = 4 }
 
 /** Log levels (the WIT enum `log-level`). */
 export enum LogLevel { Trace = 0, Debug = 1, Info = 2, Warn = 3, Error = 4 }
@@ -72,6 +72,19 @@ export function onTransfer(callback: (ctx: Context, message: Message) => bool): 
 /** Sets the cleanup callback; `event` is the closing event's JSON. */
 export function onCleanup(callback: (ctx: Context, event: string) => bool): void {
   cleanupCallback = callback;
+}
+let httpCallback: ((ctx: Context, event: string) => bool) | null = null;
+let timerCallback: ((ctx: Context, event: string) => bool) | null = null;
+/** Sets the HTTP callback: `event` is the integration request's JSON; set the
+ * integration response with `answer`. Without one, an HTTP request gets 501
+ * with errNo 2603. */
+export function onHttp(callback: (ctx: Context, event: string) => bool): void {
+  httpCallback = callback;
+}
+/** Sets the timer callback: `event` is the timer event's JSON. Without one, a
+ * tick fails (the gateway logs it). */
+export function onTimer(callback: (ctx: Context, event: string) => bool): void {
+  timerCallback = callback;
 }
 
 // result<_, gateway-error> of a host call: tag, err-no, err-msg (pointer, length).
@@ -431,6 +444,20 @@ export function handle(
     }
     const message = new Message(binary, data, String.UTF8.decodeUnsafe(eventPtr, eventLen));
     return finish(callback(ctx, message), "transfer failed");
+  }
+  if (role == Role.Http) {
+    const callback = httpCallback;
+    if (callback === null) {
+      answerJson = '{"statusCode":501,"headers":{"Content-Type":"application/json"},'
+        + '"body":"{\\"errNo\\":2603,\\"errMsg\\":\\"the service does not handle HTTP requests\\"}"}';
+      return finish(true, "");
+    }
+    return finish(callback(ctx, String.UTF8.decodeUnsafe(eventPtr, eventLen)), "http failed");
+  }
+  if (role == Role.Timer) {
+    const callback = timerCallback;
+    return finish(callback !== null && callback(ctx, String.UTF8.decodeUnsafe(eventPtr, eventLen)),
+      "a timer fired, but this handler has no timer callback, or it failed");
   }
   const callback = cleanupCallback;
   return finish(callback === null || callback(ctx, String.UTF8.decodeUnsafe(eventPtr, eventLen)), "cleanup failed");

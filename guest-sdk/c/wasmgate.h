@@ -7,7 +7,8 @@
  *     #include "wasmgate.h"
  *
  * then define the handler: a table of the callbacks it needs (a missing one
- * accepts every connection, ignores messages or cleanups):
+ * accepts every connection, ignores messages or cleanups, answers an HTTP
+ * request 501, fails a timer tick):
  *
  *     static int echo(const wasmgate_context *ctx, const wasmgate_message *message) {
  *         return wasmgate_push(ctx->connection_id, message->binary, message->data, NULL);
@@ -43,6 +44,8 @@ typedef enum {
     WASMGATE_REGISTER = 0,
     WASMGATE_TRANSFER = 1,
     WASMGATE_CLEANUP = 2,
+    WASMGATE_HTTP = 3,  /* an HTTP request: the integration request */
+    WASMGATE_TIMER = 4, /* a timer fired: the timer event */
 } wasmgate_role;
 
 /* What the gateway tells a handler about the call (the WIT record `context`). */
@@ -79,6 +82,15 @@ typedef struct {
     int (*transfer)(const wasmgate_context *ctx, const wasmgate_message *message);
     /* cleanup: `event` is the closing event's JSON */
     int (*cleanup)(const wasmgate_context *ctx, const wasmgate_str *event);
+    /* http: `event` is the integration request's JSON; set the integration
+     * response with wasmgate_answer(), e.g.
+     * {"statusCode":200,"headers":{"Content-Type":"text/plain"},"body":"hi"}.
+     * Without it the answer is 501 with errNo 2603. */
+    int (*http)(const wasmgate_context *ctx, const wasmgate_str *event);
+    /* timer: `event` is the timer event's JSON ({"Type":"Timer",
+     * "TriggerName","Time","Message"}); the answer is not used. Without it
+     * a tick fails (logged by the gateway). */
+    int (*timer)(const wasmgate_context *ctx, const wasmgate_str *event);
 } wasmgate_handler;
 
 /* Defined by the handler. */
@@ -574,6 +586,15 @@ uint8_t *wasmgate__handle(uint8_t *service, size_t service_len, int32_t role,
         free((void *)message.data.ptr);
         return wasmgate__finish(status, "transfer failed");
     }
+    case WASMGATE_HTTP:
+        if (!wasmgate_handler_callbacks.http)
+            wasmgate_answer("{\"statusCode\":501,\"headers\":{\"Content-Type\":\"application/json\"},"
+                            "\"body\":\"{\\\"errNo\\\":2603,\\\"errMsg\\\":\\\"the service does not handle HTTP requests\\\"}\"}");
+        return wasmgate__finish(wasmgate__call(wasmgate_handler_callbacks.http, &ctx, &json), "http failed");
+    case WASMGATE_TIMER:
+        if (!wasmgate_handler_callbacks.timer)
+            return wasmgate__finish(1, "a timer fired, but this handler has no timer callback");
+        return wasmgate__finish(wasmgate__call(wasmgate_handler_callbacks.timer, &ctx, &json), "timer failed");
     default:
         return wasmgate__finish(wasmgate__call(wasmgate_handler_callbacks.cleanup, &ctx, &json), "cleanup failed");
     }

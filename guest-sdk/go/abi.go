@@ -30,8 +30,12 @@
 // allowed: every 64 calls of an instance, or sooner after 4 MiB came in.
 // A handler that allocates a lot in one call may call runtime.GC itself.
 //
-// Known limit: an event or host-call result of more than about 200 KiB
-// makes Go's heap grow inside cabi_realloc, which fails (docs/languages/go.md).
+// The WASI preview-1 adapter keeps its state and stack in the module's
+// memory. Go's heap assumes it alone grows linear memory, so the package
+// reserves 256 KiB in Go's data for the adapter (adapterMemory), which the
+// gateway's wrapper finds and hands to it; events and host-call results up
+// to the service's max_message_bytes come in whole, and an instance may be
+// reused for any number of events (docs/languages/go.md).
 package wasmgate
 
 import (
@@ -45,7 +49,27 @@ func init() {
 	// and no allocation profiling either.
 	debug.SetGCPercent(-1)
 	runtime.MemProfileRate = 0
+	// The area is only ever used from outside Go: keep it in the module.
+	adapterMemoryAt = unsafe.Pointer(&adapterMemory)
 }
+
+// adapterMemoryAt refers to adapterMemory, so the linker keeps it.
+var adapterMemoryAt unsafe.Pointer
+
+// adapterMemory is where the WASI preview-1 adapter keeps its state and
+// stack. The gateway's wrapper finds it by the text it begins with (which
+// gives its size in bytes) and allocates the adapter's memory in it, since
+// memory taken with memory.grow would be claimed again by Go's heap, which
+// assumes it alone grows linear memory. It lies in Go's data, which the
+// heap never hands out, and Go itself never touches it.
+var adapterMemory = [adapterMemorySize]byte{
+	'w', 'a', 's', 'm', 'g', 'a', 't', 'e', ':', 'a', 'd', 'a', 'p', 't', 'e', 'r',
+	'-', 'm', 'e', 'm', 'o', 'r', 'y', ':', '2', '6', '2', '1', '4', '4', ';',
+}
+
+// adapterMemorySize is the size of adapterMemory, as its text gives it: a
+// 64 KiB stack, the adapter's state (under 64 KiB), room to spare.
+const adapterMemorySize = 256 << 10
 
 // held keeps what the gateway copied in (the event before a call, a host
 // call's results during it) alive until it has been copied out into

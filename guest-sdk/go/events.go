@@ -15,6 +15,10 @@ const (
 	RoleRegister Role = iota
 	RoleTransfer
 	RoleCleanup
+	// RoleHTTP is a request to /http/<service>/<path…> (the HTTP trigger).
+	RoleHTTP
+	// RoleTimer is a tick of one of the service's [[timers]].
+	RoleTimer
 )
 
 // Context is what the gateway tells a handler about the call, besides the
@@ -160,6 +164,11 @@ type Handler struct {
 	Register func(ctx *Context, event *Connecting) (Registration, error)
 	Transfer func(ctx *Context, event *DataSend) error
 	Cleanup  func(ctx *Context, event *Closing) error
+	// HTTP answers requests to /http/<service>/<path…>; without it they
+	// get 501 with errNo 2603.
+	HTTP func(ctx *Context, request *HTTPRequest) (HTTPResponse, error)
+	// Timer runs at each tick of the service's [[timers]].
+	Timer func(ctx *Context, event *TimerEvent) error
 }
 
 var handler Handler
@@ -213,6 +222,30 @@ func dispatch(ctx *Context, event string) (answer string, err error) {
 				return "", fmt.Errorf("closing event: %w", err)
 			}
 			if err := handler.Cleanup(ctx, &e); err != nil {
+				return "", err
+			}
+		}
+		return "{}", nil
+	case RoleHTTP:
+		if handler.HTTP == nil {
+			return NotHandled().json()
+		}
+		var r HTTPRequest
+		if err := json.Unmarshal([]byte(event), &r); err != nil {
+			return "", fmt.Errorf("http event: %w", err)
+		}
+		answer, err := handler.HTTP(ctx, &r)
+		if err != nil {
+			return "", err
+		}
+		return answer.json()
+	case RoleTimer:
+		if handler.Timer != nil {
+			var e TimerEvent
+			if err := json.Unmarshal([]byte(event), &e); err != nil {
+				return "", fmt.Errorf("timer event: %w", err)
+			}
+			if err := handler.Timer(ctx, &e); err != nil {
 				return "", err
 			}
 		}

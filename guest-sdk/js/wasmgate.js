@@ -229,7 +229,7 @@ export class Event {
 
 /**
  * What the gateway tells a handler about the call besides the event:
- * `service`, `role` ("register", "transfer", "cleanup"), `requestId`,
+ * `service`, `role` ("register", "transfer", "cleanup", "http", "timer"), `requestId`,
  * `connectionId` and `deadlineMs` (milliseconds since the Unix epoch).
  * @typedef {object} Context
  */

@@ -209,7 +209,7 @@ class Context:
     def __init__(self, ctx: "_types.Context"):
         #: The service (plugin folder name).
         self.service: str = ctx.service
-        #: ``"register"``, ``"transfer"`` or ``"cleanup"``.
+        #: ``"register"``, ``"transfer"``, ``"cleanup"``, ``"http"`` or ``"timer"``.
         self.role: str = ctx.role.name.lower()
         #: The id the gateway tags this call's log lines with.
         self.request_id: str = ctx.request_id

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The lifecycle moment a handler is called for.
+/// What a handler is called for: a moment of a connection's life, or one of
+/// the model's other two triggers.
 ///
 /// ```
 /// use wasmgate_guest::Role;
@@ -20,6 +21,10 @@ pub enum Role {
     Transfer,
     /// A connection ended; runs exactly once per registered connection.
     Cleanup,
+    /// An HTTP request to `/http/<service>/...`.
+    Http,
+    /// A timer of the service fired.
+    Timer,
 }
 
 impl Role {
@@ -33,6 +38,8 @@ impl Role {
             Role::Register => "register",
             Role::Transfer => "transfer",
             Role::Cleanup => "cleanup",
+            Role::Http => "http",
+            Role::Timer => "timer",
         }
     }
 }
@@ -67,7 +74,8 @@ pub struct Context {
     pub role: Role,
     /// A unique id for this call; the gateway tags its log lines with it.
     pub request_id: String,
-    /// The connection the event is about (`secConnectionID`).
+    /// The connection the event is about (`secConnectionID`); empty for
+    /// [`Role::Http`] and [`Role::Timer`].
     pub connection_id: String,
     /// When the gateway stops the call, in milliseconds since the Unix epoch.
     pub deadline_ms: u64,

@@ -129,6 +129,21 @@ impl GatewayError {
     /// );
     /// ```
     pub const NOT_IN_GATEWAY: i32 = 2501;
+
+    /// 2601: the HTTP trigger's handler failed (trap, `err` result, memory
+    /// limit); the HTTP client gets 502.
+    pub const HTTP_HANDLER_FAILED: i32 = 2601;
+    /// 2602: the HTTP trigger's handler ran past `timeout_ms`; the HTTP
+    /// client gets 504.
+    pub const HTTP_HANDLER_TIMEOUT: i32 = 2602;
+    /// 2603: the service has no handler for the `http` role; the HTTP
+    /// client gets 501.
+    pub const NO_HTTP_HANDLER: i32 = 2603;
+    /// 2604: no call slot of the service within `timeout_ms`; the HTTP
+    /// client gets 503.
+    pub const SERVICE_BUSY: i32 = 2604;
+    /// 2605: the HTTP request's body did not arrive in time; 408.
+    pub const BODY_TIMEOUT: i32 = 2605;
 }
 
 /// The WebSocket close codes the gateway sends its clients, as in

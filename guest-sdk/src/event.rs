@@ -17,7 +17,20 @@ use crate::{EventError, Payload};
 /// Standard Base64, as the contract requires for binary data.
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn from_json<T: DeserializeOwned>(event: &'static str, json: &str) -> Result<T, EventError> {
+/// Reads an event: a JSON object (serde would also fill a struct whose
+/// fields all have defaults from an array, which no event is).
+pub(crate) fn from_json<T: DeserializeOwned>(
+    event: &'static str,
+    json: &str,
+) -> Result<T, EventError> {
+    if !json.trim_start().starts_with('{') {
+        return Err(EventError::Json {
+            event,
+            source: <serde_json::Error as serde::de::Error>::custom(
+                "the event is not a JSON object",
+            ),
+        });
+    }
     serde_json::from_str(json).map_err(|source| EventError::Json { event, source })
 }
 

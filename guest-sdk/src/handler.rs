@@ -2,15 +2,20 @@
 //! call to the method of its role and turns the method's result into the
 //! answer JSON.
 
-use crate::{Closing, Connecting, Context, DataSend, HandlerError, Registration, Role};
+use crate::{
+    Closing, Connecting, Context, DataSend, HandlerError, HttpRequest, HttpResponse, Registration,
+    Role, TimerEvent,
+};
 
 /// A WebSocket handler. Implement the methods for the roles the handler serves
 /// and export the type with [`handler!`](crate::handler).
 ///
 /// Every method has a default, so a handler overrides only what it needs:
 /// [`register`](Handler::register) accepts every client,
-/// [`transfer`](Handler::transfer) ignores messages and
-/// [`cleanup`](Handler::cleanup) does nothing.
+/// [`transfer`](Handler::transfer) ignores messages,
+/// [`cleanup`](Handler::cleanup) does nothing, [`http`](Handler::http)
+/// answers 501 (errNo 2603) and [`timer`](Handler::timer) fails, so that a
+/// timer declared for a handler without one shows in the gateway's log.
 ///
 /// The methods are associated functions without `self`: by default the gateway
 /// runs every call in a fresh instance, so nothing survives from one call to
@@ -160,11 +165,65 @@ pub trait Handler {
         let _ = (ctx, event);
         Ok(())
     }
+
+    /// Answers an HTTP request to `/http/<service>/...`. Its host calls
+    /// reach the service's WebSocket connections as any handler's do: a REST
+    /// endpoint that posts into a room is a broadcast here. The default
+    /// answers 501 with errNo 2603, as the gateway does for a handler built
+    /// before this role.
+    ///
+    /// ```
+    /// use wasmgate_guest::{groups, Context, Handler, HandlerError, HttpRequest, HttpResponse};
+    ///
+    /// struct Rooms;
+    ///
+    /// impl Handler for Rooms {
+    ///     fn http(_ctx: &Context, request: HttpRequest) -> Result<HttpResponse, HandlerError> {
+    ///         match (request.http_method.as_str(), request.path_parameter("room")) {
+    ///             ("POST", Some(room)) => {
+    ///                 let sent = groups::broadcast_text(&format!("room:{room}"), &request.body, None)?;
+    ///                 Ok(HttpResponse::json(200, &serde_json::json!({ "delivered": sent })))
+    ///             }
+    ///             _ => Ok(HttpResponse::text(404, "no such route")),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn http(ctx: &Context, request: HttpRequest) -> Result<HttpResponse, HandlerError> {
+        let _ = (ctx, request);
+        Ok(HttpResponse::not_handled())
+    }
+
+    /// Runs when a timer of the service's `service.toml` fires. The answer
+    /// is not used; an `Err` is logged with the timer's name. The default
+    /// fails, saying the handler has no timer method.
+    ///
+    /// ```
+    /// use wasmgate_guest::{groups, Context, Handler, HandlerError, TimerEvent};
+    ///
+    /// struct Clock;
+    ///
+    /// impl Handler for Clock {
+    ///     fn timer(_ctx: &Context, event: TimerEvent) -> Result<(), HandlerError> {
+    ///         groups::broadcast_text("clock", &event.time, None)?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn timer(ctx: &Context, event: TimerEvent) -> Result<(), HandlerError> {
+        let _ = ctx;
+        Err(format!(
+            "timer {} fired, but this handler has no timer method",
+            event.trigger_name
+        )
+        .into())
+    }
 }
 
 /// Parses `event` as the event of the context's role, calls the handler's
 /// method for that role and answers the JSON the gateway expects: the
-/// [`Registration`] for register, `{}` for transfer and cleanup.
+/// [`Registration`] for register, the [`HttpResponse`] for http, `{}` for
+/// transfer, cleanup and timer.
 ///
 /// It is what [`Handler::handle`] does by default; call it from an overridden
 /// `handle`, or from tests.
@@ -201,6 +260,11 @@ pub fn dispatch<H: Handler + ?Sized>(ctx: &Context, event: &str) -> Result<Strin
         }
         Role::Cleanup => {
             H::cleanup(ctx, Closing::from_json(event)?)?;
+            Ok(EMPTY_ANSWER.to_owned())
+        }
+        Role::Http => Ok(H::http(ctx, HttpRequest::from_json(event)?)?.to_json()),
+        Role::Timer => {
+            H::timer(ctx, TimerEvent::from_json(event)?)?;
             Ok(EMPTY_ANSWER.to_owned())
         }
     }
@@ -291,6 +355,22 @@ mod tests {
         assert_eq!(
             dispatch::<Defaults>(&ctx(Role::Cleanup), &closing).unwrap(),
             "{}"
+        );
+    }
+
+    #[test]
+    fn http_and_timer_defaults_answer_501_and_fail() {
+        let request = r#"{"httpMethod":"GET","path":"/x","body":""}"#;
+        let answer = answer(dispatch::<Defaults>(&ctx(Role::Http), request));
+        assert_eq!(answer["statusCode"], 501);
+        let tick =
+            r#"{"Type":"Timer","TriggerName":"t","Time":"2019-02-21T11:49:00Z","Message":""}"#;
+        let error = dispatch::<Defaults>(&ctx(Role::Timer), tick).unwrap_err();
+        assert!(error.message().contains("no timer method"), "{error}");
+        let error = dispatch::<Defaults>(&ctx(Role::Timer), "{}").unwrap_err();
+        assert!(
+            error.message().starts_with("malformed timer event"),
+            "{error}"
         );
     }
 

@@ -9,6 +9,8 @@
 //! | a client asks to connect | [`Role::Register`] | [`Connecting`] | [`Handler::register`] |
 //! | a client sent a message | [`Role::Transfer`] | [`DataSend`] | [`Handler::transfer`] |
 //! | a connection ended | [`Role::Cleanup`] | [`Closing`] | [`Handler::cleanup`] |
+//! | an HTTP request to `/http/<service>/…` | [`Role::Http`] | [`HttpRequest`] | [`Handler::http`] |
+//! | a timer of `service.toml` fired | [`Role::Timer`] | [`TimerEvent`] | [`Handler::timer`] |
 //!
 //! Implement [`Handler`] for a type, override the methods you need and export
 //! it with [`handler!`]. An echo handler:
@@ -42,6 +44,8 @@
 //! - [`Connecting`], [`DataSend`], [`Closing`] and their parts (`event.rs`): the
 //!   typed events.
 //! - [`Payload`] (`payload.rs`): a message body, text or bytes.
+//! - [`HttpRequest`], [`HttpResponse`] and [`TimerEvent`] (`triggers.rs`):
+//!   the HTTP trigger's event and answer, and the timer event.
 //! - [`Registration`] (`answer.rs`): the register handler's answer.
 //! - [`Handler`] and [`dispatch`] (`handler.rs`): the trait a handler implements
 //!   and the routing from a role to its method.
@@ -71,6 +75,7 @@ mod handler;
 mod host;
 pub mod kv;
 mod payload;
+mod triggers;
 
 pub use answer::Registration;
 pub use context::{Context, Role};
@@ -82,6 +87,7 @@ pub use event::{
 pub use handler::{dispatch, Handler};
 pub use host::{close, log, push, push_binary, push_text, route, set_attributes, LogLevel};
 pub use payload::Payload;
+pub use triggers::{HttpRequest, HttpRequestContext, HttpResponse, QueryValue, TimerEvent};
 
 /// The bindings generated from `wit/gateway.wit`: the crate's own copy of the
 /// workspace's `wit/gateway.wit`, so that a packaged crate carries it (a test
@@ -115,6 +121,8 @@ pub mod __export {
                 RawRole::Register => Role::Register,
                 RawRole::Transfer => Role::Transfer,
                 RawRole::Cleanup => Role::Cleanup,
+                RawRole::Http => Role::Http,
+                RawRole::Timer => Role::Timer,
             },
             request_id: ctx.request_id,
             connection_id: ctx.connection_id,

@@ -25,7 +25,13 @@ const std = @import("std");
 pub const allocator = std.heap.wasm_allocator;
 
 /// The role a handler is called in (the WIT enum `role`).
-pub const Role = enum(i32) { register = 0, transfer = 1, cleanup = 2 };
+/// `http`: an HTTP request (the event is the integration request; answer the
+/// integration response with `answer`); `timer`: a timer fired.
+pub const Role = enum(i32) { register = 0, transfer = 1, cleanup = 2, http = 3, timer = 4 };
+
+/// The answer of a handler without `http`: 501 with errNo 2603.
+const not_handled = "{\"statusCode\":501,\"headers\":{\"Content-Type\":\"application/json\"}," ++
+    "\"body\":\"{\\\"errNo\\\":2603,\\\"errMsg\\\":\\\"the service does not handle HTTP requests\\\"}\"}";
 
 /// What the gateway tells a handler about the call (the WIT record `context`).
 pub const Context = struct {
@@ -282,6 +288,11 @@ pub fn exportHandler(comptime H: type) void {
                 },
                 .transfer => finish(if (@hasDecl(H, "transfer")) transfer(ctx, event) else {}),
                 .cleanup => finish(if (@hasDecl(H, "cleanup")) H.cleanup(ctx, event) else {}),
+                .http => blk: {
+                    if (!@hasDecl(H, "http")) answer_json = not_handled;
+                    break :blk finish(if (@hasDecl(H, "http")) H.http(ctx, event) else {});
+                },
+                .timer => finish(if (@hasDecl(H, "timer")) H.timer(ctx, event) else error.NoTimerHandler),
             };
         }
 

@@ -142,8 +142,11 @@ pub fn check(file: &Path) -> Result<CheckReport, CheckError> {
         .exports(engine)
         .map(|(name, item)| describe(name, &item.ty))
         .collect();
-    if let Err(error) = runtime.prepare(&component) {
-        report.problem = Some(error.to_string());
+    match runtime.prepare(&component) {
+        // A handler built before the `http` and `timer` roles serves only
+        // the connection's roles, whatever its file name.
+        Ok(module) => report.roles.retain(|role| module.handles(*role)),
+        Err(error) => report.problem = Some(error.to_string()),
     }
     Ok(report)
 }

@@ -29,6 +29,18 @@ pub struct Gateway {
     inner: Arc<Inner>,
 }
 
+/// A [`Gateway`] that does not keep it alive: for tasks that outlive no
+/// gateway (the timer scheduler).
+#[derive(Clone, Debug)]
+pub(crate) struct WeakGateway(std::sync::Weak<Inner>);
+
+impl WeakGateway {
+    /// The gateway, if it is still there.
+    pub(crate) fn upgrade(&self) -> Option<Gateway> {
+        self.0.upgrade().map(|inner| Gateway { inner })
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     config: GatewayConfig,
@@ -49,6 +61,8 @@ struct Inner {
     connections: TaskTracker,
     /// Reloads changed plugins while alive.
     _watcher: Option<PluginWatcher>,
+    /// Stops the timer scheduler when the gateway goes.
+    _timers: tokio_util::sync::DropGuard,
     /// Becomes true once every handler file found at start-up has loaded
     /// or failed.
     loaded: tokio::sync::watch::Receiver<bool>,
@@ -127,6 +141,7 @@ impl Gateway {
         } else {
             None
         };
+        let timers = shutting_down.child_token();
         let gateway = Self {
             inner: Arc::new(Inner {
                 config,
@@ -139,9 +154,11 @@ impl Gateway {
                 shutting_down,
                 connections: TaskTracker::new(),
                 _watcher: watcher,
+                _timers: timers.clone().drop_guard(),
                 loaded,
             }),
         };
+        crate::timers::spawn(&gateway, gateway.services().timers_changed(), timers);
         if let Some(cluster) = &gateway.inner.cluster {
             let runner = gateway.clone();
             let cleaner: Cleaner = Arc::new(
@@ -153,6 +170,11 @@ impl Gateway {
             cluster.start(cleaner);
         }
         Ok(gateway)
+    }
+
+    /// A handle that does not keep the gateway alive.
+    pub(crate) fn downgrade(&self) -> WeakGateway {
+        WeakGateway(Arc::downgrade(&self.inner))
     }
 
     /// Cluster mode: this node's membership.
@@ -301,6 +323,12 @@ impl Gateway {
                 return Some(Err(error));
             }
         };
+        if !handler.module.handles(role) {
+            let error = CallError::RoleUnknown(role);
+            tracing::debug!(service = %service.name, %role, file = %handler.file, request_id = %request_id, %error, "handler not called");
+            service.metrics.event(role, Outcome::Failed, None);
+            return Some(Err(error));
+        }
         let config = service.config();
         let Some(_slots) = self.slots(service, &config).await else {
             let error = CallError::Busy(config.timeout);
@@ -320,6 +348,7 @@ impl Gateway {
             env: config.env.clone(),
             broker: self.inner.broker.clone(),
             max_message_bytes: config.max_message_bytes,
+            max_answer_bytes: crate::wasm::max_answer_bytes(role, config.max_http_body_bytes),
             instance_reuse: config.instance_reuse,
             prepare_next: true,
             cpu: service.cpu.clone(),

@@ -1,4 +1,5 @@
-//! `wasmgate invoke`: run one handler file once on one event, outside a
+//! `wasmgate invoke`: run one handler file once on one event (of any role:
+//! the WebSocket events, an integration request, a timer event), outside a
 //! gateway, and report its answer, its output and the pushes it made (a
 //! [`Recorder`] stands in for the router).
 
@@ -17,7 +18,9 @@ use crate::wasm::capture::{LogLevel, OutputLine, OutputSource};
 use crate::wasm::{CallOutcome, CallSpec, HandlerModule, Runtime, StateAccess};
 
 /// Runs `file` once with the event JSON `event`. The role comes from the
-/// event's `websocket.action` (`connecting`, `data send`, `closing`).
+/// event: its `websocket.action` (`connecting`, `data send`, `closing`), a
+/// timer event's `"Type": "Timer"`, or an integration request's
+/// `httpMethod` (the HTTP trigger).
 pub async fn invoke(
     file: &Path,
     event: &str,
@@ -25,18 +28,26 @@ pub async fn invoke(
     state: Option<&Path>,
 ) -> anyhow::Result<CallOutcome> {
     let value: serde_json::Value = serde_json::from_str(event).context("the event is not JSON")?;
-    let action = value
-        .pointer("/websocket/action")
-        .and_then(serde_json::Value::as_str)
-        .context("the event has no websocket.action")?;
-    let role =
-        Role::of_action(action).with_context(|| format!("unknown websocket.action {action:?}"))?;
-    let connection_id: Arc<str> = value
-        .pointer("/websocket/secConnectionID")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("local-connection")
-        .into();
+    let role = Role::of_event(&value).context(
+        "the event is none the gateway sends: no known websocket.action, no \"Type\": \"Timer\", \
+         no httpMethod of an integration request",
+    )?;
+    // The HTTP and timer events are about no connection.
+    let connection_id: Arc<str> = match role {
+        Role::Http | Role::Timer => "".into(),
+        _ => value
+            .pointer("/websocket/secConnectionID")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("local-connection")
+            .into(),
+    };
     let (runtime, module, kv) = load(file, state).await?;
+    if !module.handles(role) {
+        anyhow::bail!(
+            "{} was built before the {role} role existed: the gateway does not call it for {role} events",
+            file.display()
+        );
+    }
     run_once(&runtime, &module, service, role, connection_id, event, kv).await
 }
 
@@ -88,6 +99,7 @@ async fn run_once(
         env: defaults.env,
         broker: recorder.clone(),
         max_message_bytes: usize::MAX,
+        max_answer_bytes: crate::wasm::max_answer_bytes(role, defaults.max_http_body_bytes),
         instance_reuse: 0,
         prepare_next: false,
         state: StateAccess {
@@ -187,6 +199,7 @@ pub async fn invoke_script(
             env: defaults.env.clone(),
             broker: broker.clone(),
             max_message_bytes: defaults.max_message_bytes,
+            max_answer_bytes: crate::wasm::MAX_ANSWER_BYTES,
             instance_reuse: 0,
             prepare_next: false,
             state: StateAccess {

@@ -7,12 +7,15 @@
 //! call `dispatch`, which calls `plugins`, `wasm`, `cluster` and `state`; `protocol`
 //! and `config` are leaves every layer may use.
 //!
-//! - [`http`]: the two listeners (public: `/ws/<service>` upgrades; control:
+//! - [`http`]: the two listeners (public: `/ws/<service>` upgrades and the
+//!   HTTP trigger `/http/<service>/...`; control:
 //!   reverse push, info, admin), their admission caps and timeouts, and
 //!   serving them until shutdown ([`run`], [`serve`], [`public_app`],
 //!   [`control_app`]).
 //! - `session`: one WebSocket connection from upgrade to cleanup, its
 //!   writer, and its idle and liveness clocks.
+//! - `timers`: the timer trigger, firing each service's `[[timers]]` on
+//!   its cron schedule (an edge, like `http` and `session`).
 //! - `dispatch`: the gateway's shared state ([`Gateway`]) and handler calls
 //!   within concurrency caps, with their output logged.
 //! - [`plugins`]: services loaded from `plugins/<service>/` folders
@@ -55,6 +58,7 @@ pub mod scaffold;
 mod session;
 pub mod stages;
 pub mod state;
+mod timers;
 pub mod wasm;
 
 pub use config::{

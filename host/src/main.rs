@@ -98,7 +98,9 @@ enum Command {
     Invoke {
         /// The handler component (.wasm).
         file: PathBuf,
-        /// The event JSON file (its websocket.action picks the role).
+        /// The event JSON file. Its kind picks the role: a websocket.action
+        /// (register, transfer, cleanup), an integration request with
+        /// httpMethod (http), or {"Type": "Timer", ...} (timer).
         #[arg(long, required_unless_present = "script", conflicts_with = "script")]
         event: Option<PathBuf>,
         /// A session: a JSON file holding an array of steps,

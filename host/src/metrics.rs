@@ -512,8 +512,8 @@ pub(crate) struct ServiceMetrics {
     queue_overflows: Counter,
     /// Per role (in [`Role::ALL`] order), per outcome (in [`Outcome::ALL`]
     /// order).
-    events: [[Counter; 4]; 3],
-    durations: [Histogram; 3],
+    events: [[Counter; Outcome::ALL.len()]; Role::ALL.len()],
+    durations: [Histogram; Role::ALL.len()],
 }
 
 fn role_index(role: Role) -> usize {

@@ -41,6 +41,10 @@ const GUEST_SDK: &[(&str, &str)] = &[
         include_str!("../../guest-sdk/src/payload.rs"),
     ),
     (
+        "src/triggers.rs",
+        include_str!("../../guest-sdk/src/triggers.rs"),
+    ),
+    (
         "wit/gateway.wit",
         include_str!("../../guest-sdk/wit/gateway.wit"),
     ),

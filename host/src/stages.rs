@@ -151,6 +151,7 @@ impl PerEvent {
             env: Arc::new(BTreeMap::new()),
             broker: Arc::new(self.router.clone()),
             max_message_bytes: self.config.max_message_bytes,
+            max_answer_bytes: crate::wasm::MAX_ANSWER_BYTES,
             instance_reuse: self.config.instance_reuse,
             prepare_next: true,
             state: StateAccess {

@@ -47,7 +47,7 @@ fn check_reports_a_core_module_that_fits_with_its_roles_and_items() {
         "compile time: ",
         "wasmgate:gateway/host@0.1.0 (instance)",
         "handle (function)",
-        "roles: register, transfer, cleanup",
+        "roles: register, transfer, cleanup, http, timer",
         "fits the wasmgate:gateway/handler world",
     ] {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");

@@ -50,7 +50,8 @@ const HANDLER: &str = r#"
         (return (i32.const 64))))
     (if (i32.eq (local.get 2) (i32.const 1))
       (then (call $route (local.get 8) (local.get 9) (i32.const 128))))
-    (if (i32.eq (local.get 2) (i32.const 2))
+    ;; cleanup (2) and timer (4) log their event
+    (if (i32.or (i32.eq (local.get 2) (i32.const 2)) (i32.eq (local.get 2) (i32.const 4)))
       (then (call $log (i32.const 2) (local.get 8) (local.get 9))))
     (i32.store offset=4 (i32.const 64) (i32.const 48))
     (i32.store offset=8 (i32.const 64) (i32.const 2))
@@ -253,6 +254,18 @@ async fn nodes_with(
     count: usize,
     handler: &str,
 ) -> Vec<GatewayProcess> {
+    nodes_with_settings(root, redis, count, handler, "").await
+}
+
+/// `count` gateway nodes on `redis` whose test service runs `handler`, with
+/// `settings` added to its `service.toml`.
+async fn nodes_with_settings(
+    root: &Path,
+    redis: &RedisServer,
+    count: usize,
+    handler: &str,
+    settings: &str,
+) -> Vec<GatewayProcess> {
     let plugins = root.join("plugins");
     std::fs::create_dir_all(plugins.join(SERVICE)).unwrap();
     std::fs::write(
@@ -263,7 +276,7 @@ async fn nodes_with(
     // A slow cleanup (see the test of a claimer that dies) takes this long.
     std::fs::write(
         plugins.join(SERVICE).join("service.toml"),
-        "timeout_ms = 1500\n",
+        format!("timeout_ms = 1500\n{settings}"),
     )
     .unwrap();
     let cache = root.join("cache");
@@ -1110,4 +1123,85 @@ async fn a_kv_write_on_one_node_is_read_on_another_and_racing_writes_count_every
         assert!(Instant::now() < deadline, "the store never came back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The times of the timer ticks `node`'s handler ran (each logged line's
+/// `"Time"`).
+fn ticks_run(node: &GatewayProcess) -> Vec<String> {
+    node.log_lines("wasmgate::handler")
+        .iter()
+        .filter(|line| line.contains("role=timer"))
+        .filter_map(|line| {
+            let start = line.find(r#""Time":""#)? + r#""Time":""#.len();
+            let end = start + line[start..].find('"')?;
+            Some(line[start..end].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_tick_fires_on_one_node_of_the_cluster_and_on_none_while_redis_is_down() {
+    let root = scratch("cluster-timer");
+    let mut redis = RedisServer::start(&root);
+    let settings = "[[timers]]\nname = \"everySecond\"\ncron = \"* * * * * * *\"\n";
+    let nodes = nodes_with_settings(&root, &redis, 3, HANDLER, settings).await;
+
+    // Every node schedules the timer; each tick runs on exactly one.
+    let all_ticks = || -> Vec<String> { nodes.iter().flat_map(ticks_run).collect() };
+    eventually("4 ticks run", Duration::from_secs(30), || {
+        all_ticks().len() >= 4
+    })
+    .await;
+    let ticks = all_ticks();
+    let mut distinct = ticks.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        ticks.len(),
+        "a tick ran on more than one node: {ticks:?}"
+    );
+    for node in &nodes {
+        assert_eq!(
+            node.log_lines("timer scheduled").len(),
+            1,
+            "every node schedules the timer"
+        );
+    }
+
+    // With Redis down no node can claim a tick: it runs nowhere, logged.
+    redis.kill();
+    let before = all_ticks().len();
+    eventually(
+        "a tick skipped because Redis did not answer",
+        Duration::from_secs(30),
+        || {
+            nodes.iter().any(|node| {
+                !node
+                    .log_lines("Redis did not answer, so no node")
+                    .is_empty()
+            })
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A tick claimed just before the kill may still be running.
+    assert!(
+        all_ticks().len() <= before + 1,
+        "ticks ran with Redis down: {:?}",
+        all_ticks()
+    );
+
+    // Redis back: ticks run again, still once each.
+    redis.run();
+    let before = all_ticks().len();
+    eventually("ticks again", Duration::from_secs(30), || {
+        all_ticks().len() >= before + 2
+    })
+    .await;
+    let ticks = all_ticks();
+    let mut distinct = ticks.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ticks.len(), "a tick ran twice: {ticks:?}");
 }

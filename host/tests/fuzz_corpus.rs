@@ -86,6 +86,16 @@ fn core_module_inputs() {
     replay("core_module");
 }
 
+#[test]
+fn http_answer_inputs() {
+    replay("http_answer");
+}
+
+#[test]
+fn cron_inputs() {
+    replay("cron");
+}
+
 /// The header and query decoding of the `connecting_event` target does what
 /// its documentation says, so the seeds mean what they look like.
 #[test]

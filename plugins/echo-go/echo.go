@@ -9,6 +9,13 @@
 // `/members GROUP` (how many), `/value KEY` (sets it to `1`, reads it
 // back, deletes it), `/panic` (the handler panics: the call fails with the
 // panic's text, and the gateway closes the connection with 1011).
+//
+// Over HTTP (/http/<service>/…): `POST /say/GROUP` broadcasts the body's
+// text to the group's WebSocket clients and answers {"delivered": N};
+// any other request gets its own body back, with its path in X-Echo-Path
+// and each `q` query value in a repeated X-Query header. A timer of the
+// service's service.toml broadcasts `tick NAME TIME MESSAGE` to the group
+// `ticks`.
 package main
 
 import (
@@ -20,7 +27,34 @@ import (
 )
 
 func init() {
-	wasmgate.Serve(wasmgate.Handler{Transfer: transfer})
+	wasmgate.Serve(wasmgate.Handler{Transfer: transfer, HTTP: http, Timer: timer})
+}
+
+func http(ctx *wasmgate.Context, request *wasmgate.HTTPRequest) (wasmgate.HTTPResponse, error) {
+	body, err := request.BodyBytes()
+	if err != nil {
+		return wasmgate.HTTPText(400, "body: "+err.Error()), nil
+	}
+	if group, ok := strings.CutPrefix(request.Path, "/say/"); ok && request.HTTPMethod == "POST" {
+		delivered, err := wasmgate.Groups.Broadcast(group, wasmgate.Text(string(body)), "")
+		if err != nil {
+			return wasmgate.HTTPResponse{}, err
+		}
+		return wasmgate.HTTPJSON(200, map[string]uint32{"delivered": delivered})
+	}
+	answer := wasmgate.HTTPResponse{StatusCode: 200, Body: body}
+	answer.AddHeader("Content-Type", "application/octet-stream")
+	answer.AddHeader("X-Echo-Path", request.Path)
+	for _, value := range request.QueryAll("q") {
+		answer.AddHeader("X-Query", value)
+	}
+	return answer, nil
+}
+
+func timer(ctx *wasmgate.Context, event *wasmgate.TimerEvent) error {
+	tick := fmt.Sprintf("tick %s %s %s", event.TriggerName, event.Time, event.Message)
+	_, err := wasmgate.Groups.Broadcast("ticks", wasmgate.Text(tick), "")
+	return err
 }
 
 func transfer(ctx *wasmgate.Context, event *wasmgate.DataSend) error {

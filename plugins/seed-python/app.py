@@ -1,7 +1,9 @@
 """A handler in the style of the cloud-function WebSocket model, ported
 unchanged apart from the ``import wasmgate`` line and the registration line at
 the end: register answers with the client's sub-protocol, transfer echoes the
-data back through a reverse-push request, cleanup answers ok."""
+data back through a reverse-push request, cleanup answers ok. Called by the
+API trigger (``/http/seed-python/...``), it answers the model's
+integration-response sample, as a function of that model does."""
 
 import json
 
@@ -10,6 +12,15 @@ import wasmgate
 
 def main_handler(event, context):
     print("event: %s" % json.dumps(event))
+    if "httpMethod" in event:
+        # The API trigger's integration request: answer the model's sample
+        # integration response.
+        return {
+            "isBase64Encoded": False,
+            "statusCode": 200,
+            "headers": {"Content-Type": "text/html", "Key": ["value1", "value2", "value3"]},
+            "body": "<html><body><h1>Heading</h1><p>Paragraph.</p></body></html>",
+        }
     websocket = event["websocket"]
     action = websocket["action"]
     connection_id = websocket["secConnectionID"]

@@ -103,6 +103,20 @@ enum Mode {
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
     },
+    /// N keep-alive HTTP/1.1 connections, each GETting a path in a closed
+    /// loop (the HTTP trigger, or the native baseline's same route).
+    Http {
+        #[arg(long, default_value = "/http/web/html")]
+        path: String,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Measured seconds (after the warm-up).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Warm-up seconds, not counted.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+    },
     /// GET a path on one keep-alive connection, about 100 times a second.
     HttpLatency {
         #[arg(long, default_value = "/healthz")]
@@ -441,6 +455,67 @@ pub(crate) async fn http(
     Ok((status, String::from_utf8_lossy(&buf).into_owned()))
 }
 
+/// The `http` mode: `connections` keep-alive connections GET `path` as fast
+/// as each gets answers; requests per second and latency over the measured
+/// window. Anything but 200 counts as an error.
+async fn run_http(
+    args: &Args,
+    path: &str,
+    connections: usize,
+    seconds: f64,
+    warmup: f64,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(warmup);
+    let stop_at = measure_from + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = (0..connections)
+        .map(|i| {
+            let (addr, path) = (args.addr, path.to_owned());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(source_addr(i))?;
+                let mut stream = BufReader::new(socket.connect(addr).await?);
+                loop {
+                    let sent = Instant::now();
+                    if sent >= stop_at {
+                        break;
+                    }
+                    match http(&mut stream, "GET", &path, "").await {
+                        Ok((200, _)) if sent >= measure_from => {
+                            latencies.push(sent.elapsed().as_micros() as u32)
+                        }
+                        Ok((200, _)) => {}
+                        Ok(_) => errors += 1,
+                        Err(_) => {
+                            errors += 1;
+                            stream = BufReader::new(TcpStream::connect(addr).await?);
+                        }
+                    }
+                }
+                anyhow::Ok((latencies, errors))
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mine, failed) = task.await??;
+        latencies.extend(mine);
+        errors += failed;
+    }
+    latencies.sort_unstable();
+    println!(
+        "RESULT mode=http connections={connections} total={} reqs_per_s={:.0} p50_us={} p99_us={} errors={errors}",
+        latencies.len(),
+        latencies.len() as f64 / seconds,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+    );
+    Ok(())
+}
+
 async fn run_fanout(
     args: &Args,
     connections: usize,
@@ -570,6 +645,12 @@ async fn main() -> anyhow::Result<()> {
             raise_nofile();
             abuse::run_hold(&args, sockets, seconds, concurrency).await
         }
+        Mode::Http {
+            ref path,
+            connections,
+            seconds,
+            warmup,
+        } => run_http(&args, path, connections, seconds, warmup).await,
         Mode::HttpLatency { ref path, seconds } => {
             abuse::run_http_latency(&args, path, seconds).await
         }

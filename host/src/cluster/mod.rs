@@ -38,6 +38,7 @@
 //! | `wasmgate:inbox:<id>` | channel | requests to the node |
 //! | `wasmgate:replies:<id>` | channel | answers to the node's requests |
 //! | `wasmgate:broadcast:<service>:<group>` | channel | broadcasts to the group; nodes with a member subscribe |
+//! | `wasmgate:tick:<service>:<timer>:<second>` | string, TTL [`TICK_CLAIM_TTL`] | the node that fires this tick of the timer |
 //! | `wasmgate:kv:<n>:<service>:…` | strings, sorted sets, hashes | the key-value store's rows, indexes and usage (`state/kv/redis`), when `[kv] type = "redis"`, the default of a clustered node |
 //!
 //! Service names have no `:` and connection ids neither, so each key names
@@ -110,6 +111,10 @@ pub const CLAIM_TTL: Duration = Duration::from_secs(10);
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one Redis command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a node's claim on one tick of a timer is kept: longer than
+/// any clock difference between nodes, so a node whose clock runs behind
+/// finds the tick claimed, not free.
+pub const TICK_CLAIM_TTL: Duration = Duration::from_secs(300);
 
 /// The Redis keys and channels of the cluster.
 mod keys {
@@ -161,6 +166,12 @@ mod keys {
 
     pub fn replies(node: &str) -> String {
         format!("wasmgate:replies:{node}")
+    }
+
+    /// Service and timer names hold no `:` (`[A-Za-z0-9_-]`), so the key
+    /// names one tick of one timer.
+    pub fn tick(service: &str, timer: &str, second: i64) -> String {
+        format!("wasmgate:tick:{service}:{timer}:{second}")
     }
 }
 

@@ -16,7 +16,10 @@ use super::groups::Subscriptions;
 use super::inbox::Answer;
 use super::reaper::Cleaner;
 use super::registry::Change;
-use super::{bounded, keys, new_node_id, ClusterBroker, COMMAND_TIMEOUT, LEASE_TTL, RENEW_EVERY};
+use super::{
+    bounded, keys, new_node_id, ClusterBroker, COMMAND_TIMEOUT, LEASE_TTL, RENEW_EVERY,
+    TICK_CLAIM_TTL,
+};
 use crate::protocol::CloseCause;
 use crate::state::{node_of, Router};
 
@@ -172,6 +175,29 @@ impl ClusterNode {
     /// This node's id now.
     pub fn node_id(&self) -> Arc<str> {
         self.shared.node()
+    }
+
+    /// Claims the tick at `second` (Unix seconds) of `service`'s timer
+    /// `timer` for this node, so it fires on one node of the cluster:
+    /// `Ok(true)` if this node is the one, `Ok(false)` if another node
+    /// claimed it first, `Err` when Redis did not answer (the tick then
+    /// fires nowhere).
+    pub async fn claim_tick(
+        &self,
+        service: &str,
+        timer: &str,
+        second: i64,
+    ) -> Result<bool, String> {
+        let mut redis = self.shared.redis.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(keys::tick(service, timer, second))
+            .arg(&*self.shared.node())
+            .arg("NX")
+            .arg("PX")
+            .arg(TICK_CLAIM_TTL.as_millis() as u64);
+        bounded(set.query_async::<Option<String>>(&mut redis))
+            .await
+            .map(|claimed| claimed.is_some())
     }
 
     /// For the control listener's health: the node id, whether its last

@@ -3,13 +3,16 @@
 //! [`ServiceConfig`] read from `plugins/<service>/service.toml`; and the
 //! config file that holds the flags of `wasmgate serve` ([`file`]).
 
+pub mod cron;
 pub mod file;
 mod service;
+mod triggers;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use service::{ConfigError, ServiceConfig, MAX_INSTANCE_REUSE};
+pub use triggers::{match_route, RouteTemplate, TimerConfig};
 
 /// Default of [`GatewayConfig::outbound_budget_bytes`]: 512 MiB.
 pub const DEFAULT_OUTBOUND_BUDGET_BYTES: usize = 512 << 20;

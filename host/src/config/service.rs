@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::triggers::{self, RawTimer, RouteTemplate, TimerConfig};
 use super::GatewayConfig;
 
 /// Why a `service.toml` was refused.
@@ -37,8 +38,8 @@ pub enum ConfigError {
     Invalid {
         /// The file.
         path: PathBuf,
-        /// The offending key.
-        key: &'static str,
+        /// The offending key (`timers[2].cron` for a key of a table entry).
+        key: String,
         /// What is wrong with it.
         reason: String,
     },
@@ -85,7 +86,21 @@ pub struct ServiceConfig {
     /// Events one handler instance may serve before it is replaced; 0 (the
     /// default) gives every event a fresh instance.
     pub instance_reuse: u32,
+    /// Largest body of a request to the HTTP trigger; a larger one is
+    /// refused with 413 without being read.
+    pub max_http_body_bytes: usize,
+    /// Route templates of the HTTP trigger, in the order they are tried.
+    pub routes: Arc<[RouteTemplate]>,
+    /// The service's timers.
+    pub timers: Arc<[TimerConfig]>,
 }
+
+/// Default `max_http_body_bytes`: the 6 MB the model suggests.
+pub const DEFAULT_MAX_HTTP_BODY_BYTES: usize = 6 << 20;
+
+/// Largest `max_http_body_bytes` a service may set: the event carries the
+/// body (Base64 when binary) in the handler's memory.
+pub const MAX_HTTP_BODY_BYTES: usize = 32 << 20;
 
 /// Default `kv_max_bytes`: 64 MiB.
 pub const DEFAULT_KV_MAX_BYTES: u64 = 64 << 20;
@@ -113,6 +128,9 @@ impl Default for ServiceConfig {
             kv_max_bytes: DEFAULT_KV_MAX_BYTES,
             env: Arc::default(),
             instance_reuse: 0,
+            max_http_body_bytes: DEFAULT_MAX_HTTP_BODY_BYTES,
+            routes: Arc::new([]),
+            timers: Arc::new([]),
         }
     }
 }
@@ -134,6 +152,9 @@ struct RawServiceConfig {
     kv_max_bytes: Option<u64>,
     env: Option<BTreeMap<String, String>>,
     instance_reuse: Option<u32>,
+    max_http_body_bytes: Option<usize>,
+    routes: Option<Vec<String>>,
+    timers: Option<Vec<RawTimer>>,
 }
 
 impl ServiceConfig {
@@ -171,9 +192,9 @@ impl ServiceConfig {
                 message: format!("{}{location}", e.message()),
             }
         })?;
-        let invalid = |key: &'static str, reason: String| ConfigError::Invalid {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
             path: path.to_owned(),
-            key,
+            key: key.to_owned(),
             reason,
         };
         let mut config = Self::defaults(gateway);
@@ -294,6 +315,25 @@ impl ServiceConfig {
             }
             config.instance_reuse = n;
         }
+        if let Some(n) = raw.max_http_body_bytes {
+            if n > MAX_HTTP_BODY_BYTES {
+                return Err(invalid(
+                    "max_http_body_bytes",
+                    format!("must be between 0 and {MAX_HTTP_BODY_BYTES}"),
+                ));
+            }
+            config.max_http_body_bytes = n;
+        }
+        if let Some(routes) = raw.routes {
+            config.routes = triggers::routes(routes)
+                .map_err(|(key, reason)| invalid(&key, reason))?
+                .into();
+        }
+        if let Some(timers) = raw.timers {
+            config.timers = triggers::timers(timers)
+                .map_err(|(key, reason)| invalid(&key, reason))?
+                .into();
+        }
         Ok(config)
     }
 }
@@ -368,6 +408,17 @@ mod tests {
             kv_max_bytes = 4096
             env = { GREETING = "hi" }
             instance_reuse = 100
+            max_http_body_bytes = 1000
+            routes = ["/rooms/{room}", "/"]
+
+            [[timers]]
+            name = "EveryDay"
+            cron = "0 15 10 * * MON-FRI *"
+            message = "user define msg body"
+
+            [[timers]]
+            name = "tick"
+            cron = "* * * * *"
             "#,
         )
         .unwrap();
@@ -388,6 +439,16 @@ mod tests {
         assert_eq!(config.kv_max_bytes, 4096);
         assert_eq!(config.env["GREETING"], "hi");
         assert_eq!(config.instance_reuse, 100);
+        assert_eq!(config.max_http_body_bytes, 1000);
+        assert_eq!(config.routes.len(), 2);
+        assert_eq!(config.routes[0].as_str(), "/rooms/{room}");
+        assert_eq!(config.timers.len(), 2);
+        assert_eq!(config.timers[0].name, "EveryDay");
+        assert_eq!(
+            config.timers[0].message.as_deref(),
+            Some("user define msg body")
+        );
+        assert_eq!(config.timers[1].message, None);
     }
 
     #[test]
@@ -404,5 +465,24 @@ mod tests {
         assert!(message.contains("colour"), "{message}");
         let message = parse("idle_timeout_s = \"soon\"").unwrap_err().to_string();
         assert!(message.contains("idle_timeout_s"), "{message}");
+        let message = parse("max_http_body_bytes = 100000000")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("max_http_body_bytes"), "{message}");
+        let message = parse("routes = [\"rooms\"]").unwrap_err().to_string();
+        assert!(message.contains("`routes[0]`"), "{message}");
+        let message = parse("[[timers]]\nname = \"t\"\ncron = \"0 0 0 * * 8 *\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`timers[0].cron`: week field"),
+            "{message}"
+        );
+        let message = parse("[[timers]]\nname = \"t\"").unwrap_err().to_string();
+        assert!(message.contains("cron"), "{message}");
+        let message = parse("[[timers]]\nname = \"t\"\ncron = \"* * * * *\"\ncolour = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("colour"), "{message}");
     }
 }

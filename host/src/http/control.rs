@@ -299,7 +299,13 @@ async fn admin_services(
             let roles: serde_json::Map<String, serde_json::Value> = Role::ALL
                 .iter()
                 .map(|role| {
-                    let file = service.handler(*role).ok().flatten().map(|h| h.file);
+                    // A handler built before a role does not serve it.
+                    let file = service
+                        .handler(*role)
+                        .ok()
+                        .flatten()
+                        .filter(|handler| handler.module.handles(*role))
+                        .map(|handler| handler.file);
                     (role.as_str().to_owned(), serde_json::json!(file))
                 })
                 .collect();

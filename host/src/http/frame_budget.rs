@@ -67,6 +67,15 @@ impl Budget {
             .unwrap_or(self.total_units)
     }
 
+    /// A share of `len` bytes, when there is room: for an HTTP request body
+    /// that is read whole before its handler runs (`trigger.rs`).
+    pub(crate) async fn reserve(&self, len: u64) -> Result<OwnedSemaphorePermit, AcquireError> {
+        self.units
+            .clone()
+            .acquire_many_owned(self.units_for(len))
+            .await
+    }
+
     /// Bytes free now.
     #[cfg(test)]
     fn available(&self) -> u64 {

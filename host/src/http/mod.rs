@@ -2,8 +2,9 @@
 //! until shutdown.
 //!
 //! - The **public** listener ([`public_app`]) carries client traffic:
-//!   `GET /ws/<service>` (`upgrade.rs`), the demo page and a `/healthz`
-//!   that names nothing (`public.rs`).
+//!   `GET /ws/<service>` (`upgrade.rs`), the HTTP trigger
+//!   `ANY /http/<service>/...` (`trigger.rs`), the demo page and a
+//!   `/healthz` that names nothing (`public.rs`).
 //! - The **control** listener ([`control_app`]) carries what a service's
 //!   backend and the operator use: reverse push, connection info and the
 //!   admin route (`control.rs`). It is meant to stay on loopback or a
@@ -25,6 +26,7 @@ mod handshake;
 mod listener;
 mod public;
 mod tls;
+mod trigger;
 mod upgrade;
 
 pub use tls::TlsError;
@@ -174,11 +176,13 @@ fn public_limit(front: &FrontDoorConfig) -> usize {
     }
 }
 
-/// The public listener's routes: WebSocket upgrades, the demo page, health.
+/// The public listener's routes: WebSocket upgrades, the HTTP trigger,
+/// the demo page, health.
 pub fn public_app(gateway: Gateway) -> axum::Router {
     let budget = frame_budget::Budget::new(gateway.config().front_door.frame_budget_bytes);
     public::routes()
-        .merge(upgrade::routes(budget))
+        .merge(upgrade::routes(budget.clone()))
+        .merge(trigger::routes(budget))
         .fallback(unknown_route)
         .with_state(gateway)
 }

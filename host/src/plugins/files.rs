@@ -16,18 +16,20 @@ pub enum PluginFile {
     Settings,
     /// `handler.wasm`: serves every role that has no file of its own.
     SharedHandler,
-    /// `register.wasm`, `transfer.wasm` or `cleanup.wasm`: serves one role,
-    /// instead of `handler.wasm`.
+    /// `register.wasm`, `transfer.wasm`, `cleanup.wasm`, `http.wasm` or
+    /// `timer.wasm`: serves one role, instead of `handler.wasm`.
     RoleHandler(Role),
 }
 
 impl PluginFile {
     /// The handler files, the shared one first.
-    pub const HANDLERS: [Self; 4] = [
+    pub const HANDLERS: [Self; 6] = [
         Self::SharedHandler,
         Self::RoleHandler(Role::Register),
         Self::RoleHandler(Role::Transfer),
         Self::RoleHandler(Role::Cleanup),
+        Self::RoleHandler(Role::Http),
+        Self::RoleHandler(Role::Timer),
     ];
 
     /// The file name inside the service folder.
@@ -38,6 +40,8 @@ impl PluginFile {
             Self::RoleHandler(Role::Register) => "register.wasm",
             Self::RoleHandler(Role::Transfer) => "transfer.wasm",
             Self::RoleHandler(Role::Cleanup) => "cleanup.wasm",
+            Self::RoleHandler(Role::Http) => "http.wasm",
+            Self::RoleHandler(Role::Timer) => "timer.wasm",
         }
     }
 

@@ -48,7 +48,7 @@ struct FileSlot {
 /// The handler files of a service, indexed as [`PluginFile::HANDLERS`].
 #[derive(Debug, Clone, Default)]
 struct HandlerSet {
-    slots: [FileSlot; 4],
+    slots: [FileSlot; PluginFile::HANDLERS.len()],
 }
 
 impl HandlerSet {
@@ -174,10 +174,12 @@ impl Service {
     }
 
     /// `Err` names a handler file on disk that has not loaded while nothing
-    /// else serves its role: until it loads, the service refuses clients.
+    /// else serves a role of the connection's life: until it loads, the
+    /// service refuses WebSocket clients. (A file of the HTTP or timer role
+    /// holds back only its own trigger, through [`Service::handler`].)
     pub fn readiness(&self) -> Result<(), PluginFile> {
         let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner());
-        Role::ALL
+        Role::WEBSOCKET
             .iter()
             .try_for_each(|role| handlers.for_role(*role).map(|_| ()))
     }
@@ -287,5 +289,11 @@ mod tests {
         assert_eq!(service.readiness(), Err(cleanup));
         service.set_on_disk(cleanup, false);
         assert_eq!(service.readiness(), Ok(()));
+        // http.wasm compiling holds back HTTP requests only.
+        let http = PluginFile::RoleHandler(Role::Http);
+        service.set_on_disk(http, true);
+        assert_eq!(service.readiness(), Ok(()));
+        assert_eq!(service.handler(Role::Http).unwrap_err(), http);
+        assert!(service.handler(Role::Timer).unwrap().is_none());
     }
 }

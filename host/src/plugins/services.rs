@@ -66,6 +66,9 @@ pub struct Services {
     config: Arc<GatewayConfig>,
     cache: Option<CompileCache>,
     slots: FairSlots,
+    /// Told whenever a service's timers may have changed: its settings were
+    /// read anew, or it came or went (the timer scheduler waits on it).
+    timers_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Services {
@@ -85,7 +88,13 @@ impl Services {
             slots: FairSlots::new(config.max_concurrency as usize),
             config: Arc::new(config),
             cache,
+            timers_changed: Arc::default(),
         }
+    }
+
+    /// Notified when a service's timers may have changed.
+    pub(crate) fn timers_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.timers_changed.clone()
     }
 
     /// The service of that name, if loaded.
@@ -234,6 +243,7 @@ impl Services {
             let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
             let service = map.entry(name.to_owned()).or_insert(service).clone();
             self.slots.set_services(map.len());
+            self.timers_changed.notify_one();
             service
         } else {
             service
@@ -285,6 +295,7 @@ impl Services {
                 service.clear_failure(file);
                 if *service.config() != config {
                     service.set_config(config);
+                    self.timers_changed.notify_one();
                     tracing::info!(service = %service.name, %file, "settings loaded");
                 }
             }
@@ -428,6 +439,7 @@ impl Services {
             let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
             let removed = map.remove(name);
             self.slots.set_services(map.len());
+            self.timers_changed.notify_one();
             removed
         };
         if removed.is_some() {

@@ -245,9 +245,43 @@ impl ErrNo {
         StatusCode::SERVICE_UNAVAILABLE,
         "not running inside a gateway",
     );
+    /// The HTTP trigger's handler failed: trap, `err` result, memory limit,
+    /// an answer over the limit, or no instance. (A malformed answer gets
+    /// the model's own body instead; see [`crate::protocol::MALFORMED_RESPONSE_BODY`].)
+    pub const HTTP_HANDLER_FAILED: Self = row(
+        2601,
+        StatusCode::BAD_GATEWAY,
+        "the service's http handler failed",
+    );
+    /// The HTTP trigger's handler ran past the service's `timeout_ms`.
+    pub const HTTP_HANDLER_TIMEOUT: Self = row(
+        2602,
+        StatusCode::GATEWAY_TIMEOUT,
+        "the service's http handler timed out",
+    );
+    /// The service has no handler for the `http` role: neither `http.wasm`
+    /// nor `handler.wasm`, or one built before the role existed.
+    pub const NO_HTTP_HANDLER: Self = row(
+        2603,
+        StatusCode::NOT_IMPLEMENTED,
+        "the service does not handle HTTP requests",
+    );
+    /// The service's calls used every slot it may have for longer than its
+    /// `timeout_ms`.
+    pub const SERVICE_BUSY: Self = row(
+        2604,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service busy: no call slot within timeout_ms",
+    );
+    /// The request body did not arrive within the header timeout.
+    pub const BODY_TIMEOUT: Self = row(
+        2605,
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body did not arrive in time",
+    );
 
     /// Every row, in number order.
-    pub const ALL: [Self; 38] = [
+    pub const ALL: [Self; 43] = [
         Self::OK,
         Self::MALFORMED_JSON,
         Self::MISSING_FIELD,
@@ -286,6 +320,11 @@ impl ErrNo {
         Self::READ_TOO_LARGE,
         Self::STORE_UNAVAILABLE,
         Self::NO_GATEWAY,
+        Self::HTTP_HANDLER_FAILED,
+        Self::HTTP_HANDLER_TIMEOUT,
+        Self::NO_HTTP_HANDLER,
+        Self::SERVICE_BUSY,
+        Self::BODY_TIMEOUT,
     ];
 
     /// An error of this number whose message is the meaning alone.

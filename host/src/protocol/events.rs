@@ -11,7 +11,8 @@ use serde_json::{json, Map};
 
 use super::{CloseReason, Payload, BASE64};
 
-/// The lifecycle role a handler is called in.
+/// The role a handler is called in: one of the three moments of a
+/// connection's life, or one of the model's other two triggers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// A client asks to connect.
@@ -20,11 +21,25 @@ pub enum Role {
     Transfer,
     /// A connection ended.
     Cleanup,
+    /// An HTTP request to `/http/<service>/...` (the API trigger).
+    Http,
+    /// A timer of the service fired.
+    Timer,
 }
 
 impl Role {
-    /// All roles, in lifecycle order.
-    pub const ALL: [Role; 3] = [Role::Register, Role::Transfer, Role::Cleanup];
+    /// All roles: the connection's, in lifecycle order, then the triggers.
+    pub const ALL: [Role; 5] = [
+        Role::Register,
+        Role::Transfer,
+        Role::Cleanup,
+        Role::Http,
+        Role::Timer,
+    ];
+
+    /// The roles of a WebSocket connection's life: what a service must be
+    /// ready for before it accepts a client.
+    pub const WEBSOCKET: [Role; 3] = [Role::Register, Role::Transfer, Role::Cleanup];
 
     /// The lower-case name, as in role file names and log lines.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +47,8 @@ impl Role {
             Role::Register => "register",
             Role::Transfer => "transfer",
             Role::Cleanup => "cleanup",
+            Role::Http => "http",
+            Role::Timer => "timer",
         }
     }
 
@@ -43,6 +60,22 @@ impl Role {
             "closing" => Some(Role::Cleanup),
             _ => None,
         }
+    }
+
+    /// The role an event JSON is for: its `websocket.action`, a timer
+    /// event's `"Type": "Timer"`, or an integration request's
+    /// `httpMethod` (with no `websocket`). `None` for anything else.
+    pub fn of_event(event: &serde_json::Value) -> Option<Self> {
+        if let Some(action) = event.pointer("/websocket/action") {
+            return action.as_str().and_then(Self::of_action);
+        }
+        if event.get("Type").and_then(serde_json::Value::as_str) == Some("Timer") {
+            return Some(Role::Timer);
+        }
+        event
+            .get("httpMethod")
+            .and_then(serde_json::Value::as_str)
+            .map(|_| Role::Http)
     }
 }
 
@@ -233,14 +266,33 @@ mod tests {
 
     #[test]
     fn each_action_names_its_role() {
-        for role in Role::ALL {
+        for role in Role::WEBSOCKET {
             let action = match role {
                 Role::Register => "connecting",
                 Role::Transfer => "data send",
-                Role::Cleanup => "closing",
+                _ => "closing",
             };
             assert_eq!(Role::of_action(action), Some(role));
         }
         assert_eq!(Role::of_action("dance"), None);
+    }
+
+    #[test]
+    fn each_event_kind_names_its_role() {
+        let role = |json: &str| Role::of_event(&serde_json::from_str(json).unwrap());
+        assert_eq!(
+            role(r#"{"websocket":{"action":"closing","secConnectionID":"a"}}"#),
+            Some(Role::Cleanup)
+        );
+        assert_eq!(role(r#"{"websocket":{"action":"dance"}}"#), None);
+        assert_eq!(
+            role(r#"{"Type":"Timer","TriggerName":"t","Time":"2019-02-21T11:49:00Z"}"#),
+            Some(Role::Timer)
+        );
+        assert_eq!(
+            role(r#"{"httpMethod":"GET","path":"/","requestContext":{}}"#),
+            Some(Role::Http)
+        );
+        assert_eq!(role(r#"{"Type":"Queue"}"#), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The wire contract of `docs/protocol.md`: the events handlers receive, the
-//! register answer, the reverse-push request, and the tables of `errNo`
-//! numbers and close codes.
+//! register answer, the reverse-push request, the HTTP trigger's
+//! integration request and response and the timer event, and the tables of
+//! `errNo` numbers and close codes.
 //!
 //! Field names here are the seed model's (`secConnectionID`, `errNo`, ...)
 //! and appear nowhere else in the code base. This module depends on no other
@@ -11,6 +12,7 @@ mod errno;
 mod events;
 mod push;
 mod register;
+mod triggers;
 
 pub use close::{CloseCause, CloseReason};
 pub use errno::{ok_body, ApiError, ErrNo};
@@ -22,6 +24,10 @@ pub use push::{max_request_bytes, Payload, PushRequest};
 pub use register::{
     attributes_from_json, attributes_from_value, MalformedAnswer, RegisterAnswer,
     MAX_ATTRIBUTES_BYTES,
+};
+pub use triggers::{
+    http_event, timer_event, HttpRequest, IntegrationResponse, MalformedResponse,
+    MALFORMED_RESPONSE_BODY,
 };
 
 /// Standard Base64, as the contract requires for binary data.

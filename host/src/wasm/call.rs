@@ -12,9 +12,9 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::capture::{guest_text, OutputLine};
 use super::epoch::EPOCH_TICK;
 use super::host_calls::bindings::wasmgate::gateway::types as wit;
-use super::host_calls::bindings::Handler;
 use super::reuse::{Reusable, ReuseKey};
 use super::store::{EventState, LimitHit, StateAccess};
+use super::world::Instance;
 use super::{CallError, HandlerModule, Runtime, MAX_ANSWER_BYTES};
 use crate::protocol::Role;
 use crate::state::Broker;
@@ -91,6 +91,9 @@ pub struct CallSpec {
     pub(crate) broker: Arc<dyn Broker>,
     /// The service's `max_message_bytes`.
     pub(crate) max_message_bytes: usize,
+    /// Largest answer accepted: [`MAX_ANSWER_BYTES`], more for an HTTP
+    /// response body (see [`max_answer_bytes`]).
+    pub(crate) max_answer_bytes: usize,
     /// Events one instance may serve (`instance_reuse`); 0 = a fresh
     /// instance per event.
     pub(crate) instance_reuse: u32,
@@ -128,7 +131,7 @@ pub struct CallOutcome {
 /// between events.
 pub(crate) struct Live {
     store: Store<EventState>,
-    instance: Option<Handler>,
+    instance: Option<Instance>,
 }
 
 /// The per-store settings a reused instance must share with the event.
@@ -179,7 +182,7 @@ impl Runtime {
         let _ticking = self.ticker.hold();
         let mut live = self.new_live(spec);
         let _niced = begin_event(&mut live.store, spec, Instant::now());
-        match module.pre.instantiate_async(&mut live.store).await {
+        match module.pre.instantiate(&mut live.store).await {
             Ok(_) => Ok(()),
             Err(error) => Err(classify(
                 error,
@@ -228,7 +231,7 @@ impl Runtime {
                 let instantiating = Instant::now();
                 let instance = module
                     .pre
-                    .instantiate_async(&mut *store)
+                    .instantiate(&mut *store)
                     .await
                     .map_err(|e| (true, e))?;
                 crate::metrics::global().instantiated(instantiating.elapsed());
@@ -236,7 +239,7 @@ impl Runtime {
             }
             let instance = slot.as_ref().expect("instantiated above");
             instance
-                .call_handle(&mut *store, &context, &spec.event)
+                .handle(&mut *store, &context, &spec.event)
                 .await
                 .map_err(|e| (false, e))
         };
@@ -245,9 +248,9 @@ impl Runtime {
         let outer = spec.timeout + EPOCH_TICK * 10;
         let result = match tokio::time::timeout(outer, run).await {
             Err(_) => Err(CallError::Timeout(spec.timeout)),
-            Ok(Ok(Ok(answer))) if answer.len() > MAX_ANSWER_BYTES => {
-                Err(CallError::AnswerTooLarge(answer.len()))
-            }
+            Ok(Ok(Ok(answer))) if answer.len() > spec.max_answer_bytes => Err(
+                CallError::AnswerTooLarge(answer.len(), spec.max_answer_bytes),
+            ),
             Ok(Ok(Ok(answer))) => Ok(answer),
             Ok(Ok(Err(message))) => Err(CallError::Handler(guest_text(&message))),
             Ok(Err((instantiating, error))) => Err(classify(
@@ -302,12 +305,22 @@ impl Runtime {
         live.store.data_mut().broker = self.discard.clone();
         let outer = spec.timeout + EPOCH_TICK * 10;
         let instantiating = Instant::now();
-        let instantiate = module.pre.instantiate_async(&mut live.store);
+        let instantiate = module.pre.instantiate(&mut live.store);
         if let Ok(Ok(instance)) = tokio::time::timeout(outer, instantiate).await {
             crate::metrics::global().instantiated(instantiating.elapsed());
             live.instance = Some(instance);
             module.pool.put(Reusable { live, uses: 0 }, 1, &self.idle);
         }
+    }
+}
+
+/// The largest answer of a call in `role`: an HTTP handler's integration
+/// response may carry a body as large as the service takes in a request,
+/// in Base64, with its headers.
+pub(crate) fn max_answer_bytes(role: Role, max_http_body_bytes: usize) -> usize {
+    match role {
+        Role::Http => MAX_ANSWER_BYTES.max(max_http_body_bytes / 3 * 4 + (64 << 10)),
+        _ => MAX_ANSWER_BYTES,
     }
 }
 

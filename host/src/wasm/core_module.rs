@@ -34,7 +34,7 @@ fn handler_world() -> &'static (Resolve, WorldId) {
 
 /// The revision of what [`wrap`] makes of a module; part of the compile
 /// cache's key. Raise it whenever the wrapping changes.
-pub(crate) const WRAPPER_REVISION: u32 = 2;
+pub(crate) const WRAPPER_REVISION: u32 = 3;
 
 /// Whether `bytes` are a core module (not a component).
 pub fn is_core_module(bytes: &[u8]) -> bool {
@@ -110,13 +110,96 @@ fn needs_adapter_allocator(module: &[u8]) -> bool {
     realloc && !adapter
 }
 
-/// The module with one more function, exported as `cabi_realloc_adapter`:
-/// it takes fresh pages from `memory.grow` for each request (the adapter
-/// asks once or twice per instance, for its stack and state), so the
-/// adapter never depends on the module's own allocator. Indices of existing
+/// The text an area of a module's data reserved for the adapter begins
+/// with, followed by the area's size in decimal and `;` (the Go package
+/// declares one: guest-sdk/go/abi.go, `adapterMemory`).
+const ADAPTER_MEMORY_MARK: &[u8] = b"wasmgate:adapter-memory:";
+
+/// Where the adapter's memory comes from, in a module that reserves an area
+/// for it: the address of the word that holds the next free address (zero
+/// before the first allocation), the first address to hand out, and the
+/// end of the area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AdapterArea {
+    next: u32,
+    start: u32,
+    end: u32,
+}
+
+/// The area the module reserved for the adapter in its data: an active data
+/// segment of memory 0 at a constant address that holds
+/// [`ADAPTER_MEMORY_MARK`], the size and `;`. The area's bytes after the mark
+/// must be zero when the module starts (the module keeps them so), and
+/// nothing but the adapter may use them.
+fn adapter_area(module: &[u8]) -> anyhow::Result<Option<AdapterArea>> {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        let wasmparser::Payload::DataSection(section) = payload? else {
+            continue;
+        };
+        for data in section {
+            let data = data?;
+            let wasmparser::DataKind::Active {
+                memory_index: 0,
+                offset_expr,
+            } = data.kind
+            else {
+                continue;
+            };
+            let Some(at) = data
+                .data
+                .windows(ADAPTER_MEMORY_MARK.len())
+                .position(|window| window == ADAPTER_MEMORY_MARK)
+            else {
+                continue;
+            };
+            let mut offset = offset_expr.get_operators_reader();
+            let wasmparser::Operator::I32Const { value: base } = offset.read()? else {
+                anyhow::bail!("the adapter's memory is in a data segment at no constant address");
+            };
+            let rest = &data.data[at + ADAPTER_MEMORY_MARK.len()..];
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let size: u32 = std::str::from_utf8(&rest[..digits])?
+                .parse()
+                .map_err(|_| anyhow::anyhow!("the adapter's memory has no valid size"))?;
+            anyhow::ensure!(
+                rest.get(digits) == Some(&b';'),
+                "the adapter's memory's size does not end with `;`"
+            );
+            let mark = (ADAPTER_MEMORY_MARK.len() + digits + 1) as u64;
+            let area = u64::from(base as u32) + at as u64;
+            let next = (area + mark).next_multiple_of(8);
+            let start = next + 8;
+            let end = area + u64::from(size);
+            anyhow::ensure!(
+                start < end && end <= u64::from(u32::MAX),
+                "the adapter's memory ({size} bytes at {area}) is too small or out of range"
+            );
+            return Ok(Some(AdapterArea {
+                next: next as u32,
+                start: start as u32,
+                end: end as u32,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The module with one more function, exported as `cabi_realloc_adapter`,
+/// so the adapter never depends on the module's own allocator (it asks
+/// twice per instance, for its state and its stack). In a module that
+/// reserves an area for it ([`adapter_area`]) the function hands out memory
+/// from that area; otherwise it takes fresh pages from `memory.grow`, which
+/// suits a module whose allocator asks `memory.grow` where new memory
+/// starts (wasi-libc's does), but not Go's, whose heap assumes it alone
+/// grows memory and would later claim those pages too. Indices of existing
 /// types and functions do not change: the new type and function come last.
 fn with_adapter_allocator(module: &[u8]) -> anyhow::Result<Vec<u8>> {
     use wasm_encoder::reencode::{utils, Error, Reencode};
+
+    let allocator = match adapter_area(module)? {
+        Some(area) => area_allocator(area),
+        None => grow_allocator(),
+    };
 
     let mut types = 0u32;
     let mut functions = 0u32;
@@ -142,6 +225,7 @@ fn with_adapter_allocator(module: &[u8]) -> anyhow::Result<Vec<u8>> {
     struct AddAllocator {
         ty: u32,
         func: u32,
+        allocator: wasm_encoder::Function,
     }
     impl Reencode for AddAllocator {
         type Error = std::convert::Infallible;
@@ -189,7 +273,7 @@ fn with_adapter_allocator(module: &[u8]) -> anyhow::Result<Vec<u8>> {
             section: wasmparser::CodeSectionReader<'_>,
         ) -> Result<(), Error<Self::Error>> {
             utils::parse_code_section(self, code, section)?;
-            code.function(&grow_allocator());
+            code.function(&self.allocator);
             Ok(())
         }
     }
@@ -197,6 +281,7 @@ fn with_adapter_allocator(module: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut reencoder = AddAllocator {
         ty: types,
         func: functions,
+        allocator,
     };
     reencoder
         .parse_core_module(&mut encoded, wasmparser::Parser::new(0), module)
@@ -227,6 +312,80 @@ fn grow_allocator() -> wasm_encoder::Function {
         .instruction(&I::I32Const(16))
         .instruction(&I::I32Shl)
         .instruction(&I::LocalSet(4))
+        // A reallocation keeps what the old block held.
+        .instruction(&I::LocalGet(0))
+        .instruction(&I::If(BlockType::Empty))
+        .instruction(&I::LocalGet(4))
+        .instruction(&I::LocalGet(0))
+        .instruction(&I::LocalGet(1))
+        .instruction(&I::LocalGet(3))
+        .instruction(&I::LocalGet(1))
+        .instruction(&I::LocalGet(3))
+        .instruction(&I::I32LtU)
+        .instruction(&I::Select)
+        .instruction(&I::MemoryCopy {
+            src_mem: 0,
+            dst_mem: 0,
+        })
+        .instruction(&I::End)
+        .instruction(&I::LocalGet(4))
+        .instruction(&I::End);
+    body
+}
+
+/// `(old_ptr, old_size, align, new_size) -> ptr` from the reserved `area`:
+/// a bump allocator whose next free address lives in the area's first word
+/// (zero: none handed out yet, start at `area.start`). It copies what an
+/// `old_ptr` held and traps when the area has no room left.
+fn area_allocator(area: AdapterArea) -> wasm_encoder::Function {
+    use wasm_encoder::{BlockType, Function, Instruction as I, MemArg, ValType};
+    let word = MemArg {
+        offset: 0,
+        align: 2,
+        memory_index: 0,
+    };
+    // Parameters 0..4; local 4: the address handed out.
+    let mut body = Function::new([(1, ValType::I32)]);
+    body.instruction(&I::I32Const(area.next as i32))
+        .instruction(&I::I32Load(word))
+        .instruction(&I::LocalTee(4))
+        .instruction(&I::I32Eqz)
+        .instruction(&I::If(BlockType::Empty))
+        .instruction(&I::I32Const(area.start as i32))
+        .instruction(&I::LocalSet(4))
+        .instruction(&I::End)
+        // Rounded up to the alignment (a power of two).
+        .instruction(&I::LocalGet(4))
+        .instruction(&I::LocalGet(2))
+        .instruction(&I::I32Add)
+        .instruction(&I::I32Const(1))
+        .instruction(&I::I32Sub)
+        .instruction(&I::I32Const(0))
+        .instruction(&I::LocalGet(2))
+        .instruction(&I::I32Sub)
+        .instruction(&I::I32And)
+        .instruction(&I::LocalTee(4))
+        // Trap unless start <= ptr <= end and new_size <= end - ptr.
+        .instruction(&I::I32Const(area.start as i32))
+        .instruction(&I::I32LtU)
+        .instruction(&I::LocalGet(4))
+        .instruction(&I::I32Const(area.end as i32))
+        .instruction(&I::I32GtU)
+        .instruction(&I::I32Or)
+        .instruction(&I::LocalGet(3))
+        .instruction(&I::I32Const(area.end as i32))
+        .instruction(&I::LocalGet(4))
+        .instruction(&I::I32Sub)
+        .instruction(&I::I32GtU)
+        .instruction(&I::I32Or)
+        .instruction(&I::If(BlockType::Empty))
+        .instruction(&I::Unreachable)
+        .instruction(&I::End)
+        .instruction(&I::I32Const(area.next as i32))
+        .instruction(&I::LocalGet(4))
+        .instruction(&I::LocalGet(3))
+        .instruction(&I::I32Add)
+        .instruction(&I::I32Store(word))
         // A reallocation keeps what the old block held.
         .instruction(&I::LocalGet(0))
         .instruction(&I::If(BlockType::Empty))
@@ -354,5 +513,89 @@ mod tests {
         )
         .unwrap();
         assert!(!needs_adapter_allocator(&own));
+    }
+
+    /// A module that reserves an area for the adapter in its data gets an
+    /// allocator that hands out that area, aligned, one block after the
+    /// other, never grows memory, and traps once the area is used up.
+    #[test]
+    fn a_reserved_area_serves_the_adapter_without_growing_memory() {
+        let module = wat::parse_str(
+            r#"(module
+                 (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+                 (memory (export "memory") 1)
+                 (data (i32.const 1000) "xxwasmgate:adapter-memory:4096;")
+                 (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable))"#,
+        )
+        .unwrap();
+        // The mark begins 2 bytes into the segment and is 29 bytes long; the
+        // next-free word follows at the next multiple of 8.
+        let area = adapter_area(&module).unwrap().unwrap();
+        assert_eq!(
+            area,
+            AdapterArea {
+                next: 1032,
+                start: 1040,
+                end: 1002 + 4096
+            }
+        );
+        let added = with_adapter_allocator(&module).unwrap();
+        wasmparser::validate(&added).unwrap();
+
+        // Run the added function (the import is stubbed).
+        let engine = wasmtime::Engine::default();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let compiled = wasmtime::Module::new(&engine, &added).unwrap();
+        let stub = wasmtime::Func::wrap(&mut store, |_: i32, _: i32, _: i32, _: i32| 0i32);
+        let instance = wasmtime::Instance::new(&mut store, &compiled, &[stub.into()]).unwrap();
+        let alloc = instance
+            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, "cabi_realloc_adapter")
+            .unwrap();
+        let memory = instance.get_memory(&mut store, "memory").unwrap();
+        let first = alloc.call(&mut store, (0, 0, 8, 100)).unwrap();
+        assert_eq!(first, 1040);
+        let second = alloc.call(&mut store, (0, 0, 64, 1000)).unwrap();
+        assert_eq!(second, 1152, "after the first block, aligned to 64");
+        // A reallocation copies the old block.
+        memory.data_mut(&mut store)[second as usize..second as usize + 4].copy_from_slice(b"kept");
+        let moved = alloc.call(&mut store, (second, 1000, 8, 2000)).unwrap();
+        assert_eq!(moved, 2152);
+        assert_eq!(
+            &memory.data(&store)[moved as usize..moved as usize + 4],
+            b"kept"
+        );
+        assert_eq!(memory.size(&store), 1, "memory never grew");
+        // 5098 - 4152 = 946 bytes are left: 947 do not fit.
+        assert!(alloc.call(&mut store, (0, 0, 1, 947)).is_err());
+        // A fresh instance of the same module has the whole area again, and
+        // the last bytes of the area can be handed out.
+        let mut store = wasmtime::Store::new(&engine, ());
+        let stub = wasmtime::Func::wrap(&mut store, |_: i32, _: i32, _: i32, _: i32| 0i32);
+        let instance = wasmtime::Instance::new(&mut store, &compiled, &[stub.into()]).unwrap();
+        let alloc = instance
+            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, "cabi_realloc_adapter")
+            .unwrap();
+        assert_eq!(
+            alloc.call(&mut store, (0, 0, 8, 5098 - 1040)).unwrap(),
+            1040
+        );
+        assert!(alloc.call(&mut store, (0, 0, 1, 1)).is_err());
+
+        // Without the mark: fresh pages from memory.grow, as before.
+        let plain = wat::parse_str(
+            r#"(module
+                 (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+                 (memory (export "memory") 1)
+                 (data (i32.const 1000) "wasmgate")
+                 (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable))"#,
+        )
+        .unwrap();
+        assert_eq!(adapter_area(&plain).unwrap(), None);
+        // A mark without a size is refused rather than guessed at.
+        let broken = wat::parse_str(
+            r#"(module (memory 1) (data (i32.const 8) "wasmgate:adapter-memory:;"))"#,
+        )
+        .unwrap();
+        assert!(adapter_area(&broken).is_err());
     }
 }

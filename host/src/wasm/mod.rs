@@ -27,6 +27,7 @@ mod epoch;
 mod host_calls;
 mod reuse;
 mod store;
+mod world;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,12 +39,14 @@ use self::cache::CompileCache;
 use self::call::Live;
 use self::compiler::{codegen_config, Compiler};
 use self::epoch::EpochTicker;
-use self::host_calls::bindings::{Handler, HandlerPre};
+use self::host_calls::bindings::Handler;
 use self::reuse::{IdleBudget, InstancePool};
 use self::store::{EventState, MemoryBudget, TABLE_ELEMENT_LIMIT};
+use self::world::Prepared;
 use crate::config::GatewayConfig;
 use crate::state::{Broker, Recorder};
 
+pub(crate) use self::call::max_answer_bytes;
 pub use self::call::{CallOutcome, CallSpec, ServiceCpu};
 pub use self::epoch::EPOCH_TICK;
 pub(crate) use self::store::StateAccess;
@@ -63,7 +66,8 @@ pub const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
 /// Tables one handler component may define.
 pub const MAX_TABLES_PER_COMPONENT: u32 = 4;
 
-/// Largest answer a handler may return.
+/// Largest answer a handler may return (an HTTP handler's may be larger,
+/// see `max_answer_bytes`).
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// Why a handler file could not be loaded.
@@ -110,9 +114,10 @@ pub enum CallError {
     /// and cut to 1 KiB (see `capture::guest_text`).
     #[error("returned an error: {0}")]
     Handler(String),
-    /// The answer is larger than [`MAX_ANSWER_BYTES`].
-    #[error("answer of {0} bytes exceeds the limit of {MAX_ANSWER_BYTES} bytes")]
-    AnswerTooLarge(usize),
+    /// The answer is larger than the call's limit ([`MAX_ANSWER_BYTES`],
+    /// more for an HTTP handler's response).
+    #[error("answer of {0} bytes exceeds the limit of {1} bytes")]
+    AnswerTooLarge(usize, usize),
     /// No instance could be created (pool exhausted, start function failed).
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
@@ -122,12 +127,15 @@ pub enum CallError {
     /// A handler file of the service is on disk but has not loaded yet.
     #[error("not loaded yet: {0} is compiling or failed its first load")]
     NotReady(&'static str),
+    /// The handler was built before this role existed (see `world.rs`).
+    #[error("built before the {0} role existed: rebuild it against the current wit/gateway.wit")]
+    RoleUnknown(crate::protocol::Role),
 }
 
 /// A compiled, linked handler, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct HandlerModule {
-    pre: HandlerPre<EventState>,
+    pre: Prepared,
     /// Idle instances of this loaded handler, for services with
     /// `instance_reuse` (or the one prepared instance without it); a new
     /// load (hot reload) starts an empty pool.
@@ -145,6 +153,18 @@ impl HandlerModule {
     /// reuse, or prepared ahead).
     pub fn has_idle_instance(&self) -> bool {
         !self.pool.is_empty()
+    }
+
+    /// Whether the handler can be called in `role`: a handler built before
+    /// the `http` and `timer` roles existed knows only the connection's
+    /// three (see `world.rs`).
+    pub fn handles(&self, role: crate::protocol::Role) -> bool {
+        self.pre.handles(role)
+    }
+
+    /// The roles the handler can be called in.
+    pub fn roles(&self) -> &'static [crate::protocol::Role] {
+        self.pre.roles()
     }
 }
 
@@ -292,7 +312,7 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(LoadError::Link)?;
-        let pre = HandlerPre::new(instance_pre).map_err(|error| {
+        let pre = Prepared::new(instance_pre, component).map_err(|error| {
             // A component without the export is almost always a Rust
             // handler whose `handler!` line is missing.
             if format!("{error:#}").contains("handle") {

@@ -95,6 +95,8 @@ impl GatewayProcess {
         let mut child = command.spawn().expect("start wasmgate");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let started = Instant::now();
+        // The lines before it too (e.g. what start-up scheduled).
+        let mut early = Vec::new();
         let listening = loop {
             let line = lines
                 .next()
@@ -103,6 +105,7 @@ impl GatewayProcess {
             if line.contains("gateway listening") {
                 break line;
             }
+            early.push(line);
             assert!(started.elapsed() < Duration::from_secs(60), "no start");
         };
         let field = |name: &str| -> SocketAddr {
@@ -120,7 +123,8 @@ impl GatewayProcess {
         };
         let (public, control) = (field("public"), field("control"));
         // Keep its log, and keep draining it so it never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(vec![listening]));
+        early.push(listening);
+        let log = Arc::new(Mutex::new(early));
         let kept = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {

@@ -9,14 +9,22 @@
 //! - **transfer** sends the message, as it came (text as text, binary as
 //!   binary), to everyone else in the sender's rooms; the sender gets no copy.
 //! - **cleanup** tells the rooms the connection was in `<nick> left`.
+//! - **http** `GET /http/chat/rooms` lists the rooms that have members, with
+//!   their member counts: `{"rooms": [{"room": "lobby", "members": 2}]}`.
 //!
-//! Nicknames are derived from the connection id, so nothing is stored: the
-//! gateway's groups are the whole state. Build it with
+//! Nicknames are derived from the connection id. The gateway's groups are
+//! the state of the rooms; the one thing stored is each room's name (the key
+//! `room/<name>` of the service's key-value store, written when a client
+//! joins it), so that the rooms can be listed. Build it with
 //! `cargo xtask build-plugins` (writes `plugins/chat/handler.wasm`).
 
 use wasmgate_guest::{
-    groups, Closing, Connecting, Context, DataSend, Handler, HandlerError, Registration,
+    groups, kv, Closing, Connecting, Context, DataSend, Handler, HandlerError, HttpRequest,
+    HttpResponse, Registration,
 };
+
+/// The key-value prefix of the rooms' names.
+const ROOM_KEYS: &str = "room/";
 
 struct Chat;
 
@@ -55,6 +63,11 @@ impl Handler for Chat {
         let group = room_group(room);
         let nick = nickname(me);
         groups::join(&group, me)?;
+        // Read first: a write waits for the store's commit, a read does not.
+        let key = format!("{ROOM_KEYS}{room}");
+        if !kv::exists(&key)? {
+            kv::set(&key, b"")?;
+        }
         let others = groups::broadcast_text(&group, &format!("{nick} joined #{room}"), Some(me))?;
         wasmgate_guest::push_text(
             me,
@@ -82,6 +95,28 @@ impl Handler for Chat {
             groups::broadcast_text(&group, &line, None)?;
         }
         Ok(())
+    }
+
+    fn http(_ctx: &Context, request: HttpRequest) -> Result<HttpResponse, HandlerError> {
+        if (request.http_method.as_str(), request.path.as_str()) != ("GET", "/rooms") {
+            return Ok(HttpResponse::json(
+                404,
+                &serde_json::json!({ "error": "GET /http/chat/rooms" }),
+            ));
+        }
+        let mut rooms = Vec::new();
+        for key in kv::keys(ROOM_KEYS)? {
+            let room = &key[ROOM_KEYS.len()..];
+            let members = groups::all_members(&room_group(room))?.len();
+            // A room everyone has left is not listed (its name stays stored).
+            if members > 0 {
+                rooms.push(serde_json::json!({ "room": room, "members": members }));
+            }
+        }
+        Ok(HttpResponse::json(
+            200,
+            &serde_json::json!({ "rooms": rooms }),
+        ))
     }
 }
 

@@ -1,8 +1,11 @@
 //! Native baseline: an axum WebSocket echo server with the same buffer
 //! settings as wasmgate's connections and no wasm, the physical limit the
-//! gateway is compared with.
+//! gateway is compared with; and, for the HTTP trigger, `ANY /http/web/html`
+//! answering the same page, status and content type as the `web` test
+//! handler's `/html`.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
@@ -25,11 +28,22 @@ const MAX_MESSAGE_BYTES: usize = 262_144;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let app = Router::new().route("/ws/{service}", get(upgrade));
+    let app = Router::new()
+        .route("/ws/{service}", get(upgrade))
+        .route("/http/web/html", axum::routing::any(html));
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     eprintln!("native-echo listening on {}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// What the `web` test handler answers to `/html`.
+async fn html() -> axum::response::Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html")],
+        "<html><body><h1>Heading</h1><p>Paragraph.</p></body></html>",
+    )
+        .into_response()
 }
 
 async fn upgrade(ws: WebSocketUpgrade) -> axum::response::Response {

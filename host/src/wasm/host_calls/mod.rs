@@ -71,6 +71,8 @@ impl From<Role> for wit::Role {
             Role::Register => wit::Role::Register,
             Role::Transfer => wit::Role::Transfer,
             Role::Cleanup => wit::Role::Cleanup,
+            Role::Http => wit::Role::Http,
+            Role::Timer => wit::Role::Timer,
         }
     }
 }

@@ -94,7 +94,7 @@ impl Handler for Probe {
         let garbage = match ctx.role {
             Role::Register => Connecting::from_json(event)?.query("garbage") == Some("1"),
             Role::Transfer => DataSend::from_json(event)?.as_text() == Some("garbage"),
-            Role::Cleanup => false,
+            _ => false,
         };
         if garbage {
             return Ok(GARBAGE.to_owned());
