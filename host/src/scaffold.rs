@@ -58,6 +58,10 @@ const GO_SDK: &[(&str, &str)] = &[
     ("groups.go", include_str!("../../guest-sdk/go/groups.go")),
     ("host.go", include_str!("../../guest-sdk/go/host.go")),
     ("kv.go", include_str!("../../guest-sdk/go/kv.go")),
+    (
+        "triggers.go",
+        include_str!("../../guest-sdk/go/triggers.go"),
+    ),
 ];
 
 /// The Go SDK's module path.
