@@ -10,12 +10,19 @@
 # twice in the same run: the default (a fresh instance per event) and a
 # service with `instance_reuse = 1000`; so is the HTTP trigger (GET of the
 # `web` test handler's `/html` page, against the native server's axum route
-# answering the same page).
-# Everything listens on 127.0.0.1; total run time is about ten minutes.
+# answering the same page). The fan-out runs against the native server too
+# (its members join a group, a broadcast writes one queue per member).
+# The tenant rows run gateways as users run them, watcher and compile cache
+# on: echo through `echo` alone and beside the example services of plugins/
+# plus TENANTS idle copies of `echo` (with that crowd's idle CPU and reads),
+# then TENANTS services x TENANT_CONNECTIONS connections echoing at once
+# against one service with as many connections.
+# Everything listens on 127.0.0.1; total run time is about fifteen minutes.
 #
 # Knobs (environment): SECONDS_PER_RUN (5), IDLE_CONNECTIONS (19000),
-# FANOUT_CONNECTIONS (10000), PUSHPIN=0 (skips the Pushpin baseline, which
-# is on by default and installs the Debian package if `pushpin` is missing),
+# FANOUT_CONNECTIONS (10000), TENANTS (100), TENANT_CONNECTIONS (50),
+# PUSHPIN=0 (skips the Pushpin baseline, which is on by default and
+# installs the Debian package if `pushpin` is missing),
 # PUSHPIN_IDLE_CONNECTIONS (5000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +42,9 @@ cargo bench -p wasmgate --bench per_event --no-run >&2
 # The Rust echo handler and the test probe handler (whose register joins the
 # group named in `?join=`), built directly so only this checkout is touched.
 cargo build -p echo -p probe -p web --target wasm32-wasip2 --profile wasm >&2
+# The example services of plugins/ (those whose toolchain is installed), for
+# the tenant rows.
+cargo xtask build-plugins --skip-missing-toolchains >&2
 ECHO_WASM=$TARGET/wasm32-wasip2/wasm/echo.wasm
 PROBE_WASM=$TARGET/wasm32-wasip2/wasm/probe.wasm
 WEB_WASM=$TARGET/wasm32-wasip2/wasm/web.wasm
@@ -147,6 +157,59 @@ taskset -c 1 "$TARGET/release/examples/fanout_bench" --addr "127.0.0.1:$WG_PORT"
 cat "$WORK/fanout.txt" >&2
 kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
 
+# --- tenants ----------------------------------------------------------------
+# Tenant independence, as users run the gateway (watcher on, compile cache
+# on): echo at 64 connections through `echo` served alone, then beside the
+# example services of plugins/ and TENANTS idle copies of `echo`
+# (tenant-1..N, each its own service), with the idle cost of that crowd (CPU
+# and bytes read over 5 s with no client). Then, in the crowded gateway,
+# many tenants at once: TENANTS services x TENANT_CONNECTIONS connections
+# each, echoing, against one service with as many connections in all.
+TENANTS=${TENANTS:-100}
+TENANT_CONNECTIONS=${TENANT_CONNECTIONS:-50}
+mkdir -p "$WORK/alone/echo"
+cp "$ECHO_WASM" "$WORK/alone/echo/handler.wasm"
+EXAMPLES=0
+for dir in "$ROOT"/plugins/*/; do
+    [ -f "$dir/handler.wasm" ] || continue
+    name=$(basename "$dir")
+    mkdir -p "$WORK/crowded/$name"
+    cp "$dir"/*.wasm "$WORK/crowded/$name/"
+    [ -f "$dir/service.toml" ] && cp "$dir/service.toml" "$WORK/crowded/$name/"
+    EXAMPLES=$((EXAMPLES + 1))
+done
+mkdir -p "$WORK/crowded/echo"
+cp "$ECHO_WASM" "$WORK/crowded/echo/handler.wasm"
+for n in $(seq 1 "$TENANTS"); do
+    mkdir -p "$WORK/crowded/tenant-$n"
+    cp "$ECHO_WASM" "$WORK/crowded/tenant-$n/handler.wasm"
+done
+rchar() { awk '/^rchar/{print $2}' "/proc/$1/io"; }
+# watched NAME PLUGINS: starts a gateway with the watcher on; sets WG_PID.
+watched() {
+    taskset -c 0 "$TARGET/release/wasmgate" serve --listen "127.0.0.1:$WG_PORT" --control-listen "127.0.0.1:$WG_CONTROL_PORT" --plugins "$2" \
+        --cache-dir "$WORK/cache" --memory-state >"$WORK/wasmgate-$1.log" 2>&1 &
+    WG_PID=$!; PIDS+=("$WG_PID")
+    wait_port $WG_PORT
+    wait_loaded $WG_CONTROL_PORT
+    sleep 2
+}
+echo "== wasmgate tenants: echo alone" >&2
+watched alone "$WORK/alone"
+lg ta.e64 "$WG_PID" $WG_PORT --service echo echo --connections 64 --seconds "$RUN_S"
+kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
+echo "== wasmgate tenants: $EXAMPLES examples + $TENANTS idle copies of echo" >&2
+watched crowded "$WORK/crowded"
+t0=$(cpu_ticks "$WG_PID"); r0=$(rchar "$WG_PID"); sleep 5
+t1=$(cpu_ticks "$WG_PID"); r1=$(rchar "$WG_PID")
+R[tc.idle_cpu_pct]=$(awk -v t=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN{printf "%.1f", 100*t/h/5}')
+R[tc.idle_read_kib_s]=$(awk -v b=$((r1 - r0)) 'BEGIN{printf "%.1f", b/1024/5}')
+lg tc.e64 "$WG_PID" $WG_PORT --service echo echo --connections 64 --seconds "$RUN_S"
+ALL_CONNECTIONS=$((TENANTS * TENANT_CONNECTIONS))
+lg tc.many "$WG_PID" $WG_PORT --service tenant --tenants "$TENANTS" echo --connections "$ALL_CONNECTIONS" --seconds "$RUN_S"
+lg tc.one "$WG_PID" $WG_PORT --service echo echo --connections "$ALL_CONNECTIONS" --seconds "$RUN_S"
+kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
+
 # --- native ---------------------------------------------------------------
 echo "== native" >&2
 taskset -c 0 "$TARGET/release/native-echo" --listen "127.0.0.1:$NATIVE_PORT" 2>"$WORK/native.log" &
@@ -157,6 +220,18 @@ http_runs na "$NA_PID" $NATIVE_PORT /http/web/html
 lg na.churn "$NA_PID" $NATIVE_PORT churn --seconds "$RUN_S"
 sleep 1
 lg na.idle "$NA_PID" $NATIVE_PORT idle --connections "$IDLE_N"
+kill "$NA_PID"; wait "$NA_PID" 2>/dev/null || true
+
+# Native fan-out: the same fanout_bench against a fresh native server, whose
+# members join a group by `?join=` and whose `broadcast:` message and
+# `POST /push/fan` broadcast to it (no wasm, one writer task per member).
+echo "== native fan-out" >&2
+taskset -c 0 "$TARGET/release/native-echo" --listen "127.0.0.1:$NATIVE_PORT" 2>"$WORK/native-fanout.log" &
+NA_PID=$!; PIDS+=("$NA_PID")
+wait_port $NATIVE_PORT
+taskset -c 1 "$TARGET/release/examples/fanout_bench" --addr "127.0.0.1:$NATIVE_PORT" --control-addr "127.0.0.1:$NATIVE_PORT" --service fan \
+    --server-pid "$NA_PID" --members "$FANOUT_N" --rounds 10 >"$WORK/fanout-native.txt" || true
+cat "$WORK/fanout-native.txt" >&2
 kill "$NA_PID"; wait "$NA_PID" 2>/dev/null || true
 
 # --- Pushpin ----------------------------------------------------------------
@@ -250,8 +325,28 @@ row "idle connections held" "$(g wg.idle.connections)" "$(g na.idle.connections)
 row "idle connect/s" "$(g wg.idle.connect_per_s)" "$(g na.idle.connect_per_s)" "$(g pp.idle.connect_per_s)"
 row "idle RSS KiB/connection" "$(g wg.idle.rss_per_conn_kib)" "$(g na.idle.rss_per_conn_kib)" "$(g pp.idle.rss_per_conn_kib)"
 echo
+echo
 echo "fan-out (data broadcast; last member p50 over 10 rounds):"
 grep -E "members via" "$WORK/fanout.txt" || echo "  (fan-out run failed; see above)"
+echo "native (same broadcast, no wasm):"
+grep -E "members via" "$WORK/fanout-native.txt" || echo "  (native fan-out run failed; see above)"
+# last_p50 FILE VIA: the last member's p50 in ms of the FANOUT_N row.
+last_p50() { awk -v n="$FANOUT_N" -v via="$2" '$1 == n && index($0, via) { for (i = 1; i < NF; i++) if ($i == "p50") { print $(i + 1); exit } }' "$1"; }
+for via in "reverse push" "host call"; do
+    row "fan-out $FANOUT_N via $via, last ms" "$(last_p50 "$WORK/fanout.txt" "$via")" "$(last_p50 "$WORK/fanout-native.txt" "$via")" ""
+done
+
+echo
+echo "tenants (watcher on; echo through \`echo\`, 64 connections):"
+printf '%-34s %12s %12s %9s\n' measurement alone crowded crowded/alone
+printf '%-34s %12s %12s %9s\n' "echo c=64 msgs/s" "$(g ta.e64.msgs_per_s)" "$(g tc.e64.msgs_per_s)" "$(ratio "$(g tc.e64.msgs_per_s)" "$(g ta.e64.msgs_per_s)")"
+printf '%-34s %12s %12s %9s\n' "echo c=64 p99 us" "$(g ta.e64.p99_us)" "$(g tc.e64.p99_us)" "$(ratio "$(g tc.e64.p99_us)" "$(g ta.e64.p99_us)")"
+echo "  crowded: $EXAMPLES examples + $TENANTS idle copies of echo; idle $(g tc.idle_cpu_pct)% of a core, $(g tc.idle_read_kib_s) KiB/s read"
+echo "many tenants (the crowded gateway, $ALL_CONNECTIONS connections echoing):"
+printf '%-34s %12s %12s %9s\n' measurement "$TENANTS x $TENANT_CONNECTIONS" "1 x $ALL_CONNECTIONS" ratio
+printf '%-34s %12s %12s %9s\n' "echo msgs/s" "$(g tc.many.msgs_per_s)" "$(g tc.one.msgs_per_s)" "$(ratio "$(g tc.many.msgs_per_s)" "$(g tc.one.msgs_per_s)")"
+printf '%-34s %12s %12s %9s\n' "echo p99 us" "$(g tc.many.p99_us)" "$(g tc.one.p99_us)" ""
+printf '%-34s %12s %12s %9s\n' "errors" "$(g tc.many.errors)" "$(g tc.one.errors)" ""
 
 # --- per-event criterion benchmarks ------------------------------------------
 echo

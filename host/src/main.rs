@@ -366,7 +366,7 @@ impl From<FrontDoorArgs> for FrontDoorConfig {
 async fn main() -> std::process::ExitCode {
     let result = match parse_command_line() {
         Ok(cli) => {
-            wasmgate::logging::init(cli.log_format);
+            let _log = wasmgate::logging::init(cli.log_format);
             run(cli).await
         }
         Err(error) => Err(error),

@@ -36,6 +36,10 @@ pub(crate) struct Args {
     /// Service path segment: connections go to /ws/<service>.
     #[arg(long, default_value = "echo")]
     service: String,
+    /// Spread the echo mode's connections over N services: connection i
+    /// goes to /ws/<service>-<i mod N + 1> (0: all to /ws/<service>).
+    #[arg(long, default_value_t = 0)]
+    tenants: usize,
     /// The server's process id, for RSS readings from /proc/<pid>/status.
     #[arg(long)]
     pub(crate) server_pid: Option<u32>,
@@ -264,12 +268,17 @@ async fn run_echo(
     seconds: f64,
     warmup: f64,
 ) -> anyhow::Result<()> {
+    raise_nofile();
     let mut sockets = Vec::with_capacity(connections);
     for i in 0..connections {
+        let service = match args.tenants {
+            0 => args.service.clone(),
+            n => format!("{}-{}", args.service, i % n + 1),
+        };
         sockets.push(
-            connect(args.addr, &args.service, Some(source_addr(i)))
+            connect(args.addr, &service, Some(source_addr(i)))
                 .await
-                .context("connect")?,
+                .with_context(|| format!("connect to /ws/{service}"))?,
         );
     }
     let start = Instant::now();
@@ -302,7 +311,8 @@ async fn run_echo(
     latencies.sort_unstable();
     let rate = latencies.len() as f64 / seconds;
     println!(
-        "RESULT mode=echo connections={connections} in_flight={in_flight} size={size} binary={binary} total={total} msgs={} msgs_per_s={rate:.0} p50_us={} p99_us={} p999_us={} errors={errors}",
+        "RESULT mode=echo connections={connections} tenants={} in_flight={in_flight} size={size} binary={binary} total={total} msgs={} msgs_per_s={rate:.0} p50_us={} p99_us={} p999_us={} errors={errors}",
+        args.tenants,
         latencies.len(),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
