@@ -238,6 +238,50 @@ async fn a_body_over_the_limit_is_refused_with_413_without_being_read() {
     gateway.shutdown().await;
 }
 
+/// Sends `head` and `body` on a raw socket (then, if `half_close`, shuts
+/// the write side) and returns the first bytes of the answer.
+async fn raw_request(gateway: &TestGateway, head_and_body: &[u8], half_close: bool) -> String {
+    let mut socket = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    socket.write_all(head_and_body).await.unwrap();
+    if half_close {
+        socket.shutdown().await.unwrap();
+    }
+    let mut answer = vec![0u8; 2048];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..read]).into_owned()
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_gets_400_and_one_that_ends_early_408() {
+    let gateway = TestGateway::start(&[web()]).await;
+    let head = "POST /http/web/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    // A chunk size line that is not hexadecimal.
+    let answer = raw_request(
+        &gateway,
+        format!("{head}zz\r\nabc\r\n0\r\n\r\n").as_bytes(),
+        false,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"errNo\":2606"), "{answer}");
+    // A chunk announced as 16 bytes, then the client stops sending.
+    let answer = raw_request(&gateway, format!("{head}10\r\nabc").as_bytes(), true).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"errNo\":2605"), "{answer}");
+    // The service still answers a well-formed chunked request.
+    let answer = raw_request(
+        &gateway,
+        format!("{head}3\r\nabc\r\n0\r\n\r\n").as_bytes(),
+        false,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    gateway.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_http_handler_reaches_the_services_websocket_clients() {
     let gateway = TestGateway::start(&[
@@ -423,6 +467,31 @@ async fn a_removed_service_stops_its_timers() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let after = log_lines(&["service=gone", "timer=doomed", "timer run failed"]).len();
     assert_eq!(before, after, "the timer kept firing");
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timer_whose_handler_failed_to_load_skips_its_ticks_without_calling() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("tick-broken")
+        .bytes("handler.wasm", b"\0asm but not really".to_vec())
+        .toml("[[timers]]\nname = \"orphan\"\ncron = \"* * * * * * *\"")])
+    .await;
+    let lines = wait_for_log(
+        &[
+            "service=tick-broken",
+            "timer=orphan",
+            "timer tick skipped: the handler file failed to load",
+        ],
+        2,
+    )
+    .await;
+    assert!(
+        lines.iter().all(|line| line.contains("handler.wasm")),
+        "{lines:?}"
+    );
+    // Skipped before any call: no call was attempted, none failed.
+    assert!(log_lines(&["service=tick-broken", "timer run failed"]).is_empty());
+    assert!(log_lines(&["service=tick-broken", "handler call failed"]).is_empty());
     gateway.shutdown().await;
 }
 

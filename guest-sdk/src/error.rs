@@ -144,6 +144,9 @@ impl GatewayError {
     pub const SERVICE_BUSY: i32 = 2604;
     /// 2605: the HTTP request's body did not arrive in time; 408.
     pub const BODY_TIMEOUT: i32 = 2605;
+    /// 2606: the HTTP request's body is malformed (its chunked encoding
+    /// does not parse); 400.
+    pub const BAD_BODY: i32 = 2606;
 }
 
 /// The WebSocket close codes the gateway sends its clients, as in

@@ -172,6 +172,17 @@ fn fire_due(
             let Some(service) = gateway.services().get(&service) else {
                 return;
             };
+            // A handler file that has not loaded cannot run the tick: skip
+            // it before claiming, so in a cluster a node that has the
+            // handler can still run it.
+            if let Err(file) = service.handler(Role::Timer) {
+                if service.failures().contains_key(&file) {
+                    tracing::warn!(service = %service.name, timer = %name, %time, %file, "timer tick skipped: the handler file failed to load");
+                } else {
+                    tracing::debug!(service = %service.name, timer = %name, %time, %file, "timer tick skipped: the handler has not loaded yet");
+                }
+                return;
+            }
             if let Some(cluster) = gateway.cluster() {
                 match cluster.claim_tick(&service.name, &name, tick).await {
                     Ok(true) => {}

@@ -122,7 +122,10 @@ async fn serve(
         }
         Err(error) => {
             tracing::debug!(service = %service.name, %error, "HTTP request body not read");
-            return Err(ErrNo::BODY_TIMEOUT.with("the body ended early"));
+            return Err(match ended_early(&*error) {
+                true => ErrNo::BODY_TIMEOUT.with("the body ended early"),
+                false => ErrNo::BAD_BODY.with(guest_text(&innermost(&*error).to_string())),
+            });
         }
     };
 
@@ -187,6 +190,23 @@ fn respond(service: &Service, request_id: &str, answer: &str) -> Response {
 }
 
 /// The HTTP error of a failed call (dispatch has logged why).
+/// Whether reading a body failed because the client's stream ended before
+/// the body did (and not because what arrived was malformed).
+fn ended_early(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |error| error.source())
+        .filter_map(|error| error.downcast_ref::<std::io::Error>())
+        .any(|error| error.kind() == std::io::ErrorKind::UnexpectedEof)
+}
+
+/// The most specific error of a chain (hyper's reason under its context).
+fn innermost<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    std::iter::successors(Some(error), |error| error.source())
+        .last()
+        .unwrap_or(error)
+}
+
 fn call_failed(error: CallError) -> ApiError {
     match error {
         CallError::Timeout(after) => ErrNo::HTTP_HANDLER_TIMEOUT.with(format_args!("{after:?}")),

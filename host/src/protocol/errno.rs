@@ -279,9 +279,16 @@ impl ErrNo {
         StatusCode::REQUEST_TIMEOUT,
         "the request body did not arrive in time",
     );
+    /// The request body could not be read: its chunked encoding is
+    /// malformed.
+    pub const BAD_BODY: Self = row(
+        2606,
+        StatusCode::BAD_REQUEST,
+        "the request body is malformed",
+    );
 
     /// Every row, in number order.
-    pub const ALL: [Self; 43] = [
+    pub const ALL: [Self; 44] = [
         Self::OK,
         Self::MALFORMED_JSON,
         Self::MISSING_FIELD,
@@ -325,6 +332,7 @@ impl ErrNo {
         Self::NO_HTTP_HANDLER,
         Self::SERVICE_BUSY,
         Self::BODY_TIMEOUT,
+        Self::BAD_BODY,
     ];
 
     /// An error of this number whose message is the meaning alone.
