@@ -21,6 +21,7 @@
 #
 # Knobs (environment): SECONDS_PER_RUN (5), IDLE_CONNECTIONS (19000),
 # FANOUT_CONNECTIONS (10000), TENANTS (100), TENANT_CONNECTIONS (50),
+# TENANT_ROUNDS (3),
 # PUSHPIN=0 (skips the Pushpin baseline, which is on by default and
 # installs the Debian package if `pushpin` is missing),
 # PUSHPIN_IDLE_CONNECTIONS (5000).
@@ -194,21 +195,38 @@ watched() {
     wait_loaded $WG_CONTROL_PORT
     sleep 2
 }
-echo "== wasmgate tenants: echo alone" >&2
-watched alone "$WORK/alone"
-lg ta.e64 "$WG_PID" $WG_PORT --service echo echo --connections 64 --seconds "$RUN_S"
-kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
-echo "== wasmgate tenants: $EXAMPLES examples + $TENANTS idle copies of echo" >&2
-watched crowded "$WORK/crowded"
-t0=$(cpu_ticks "$WG_PID"); r0=$(rchar "$WG_PID"); sleep 5
-t1=$(cpu_ticks "$WG_PID"); r1=$(rchar "$WG_PID")
-R[tc.idle_cpu_pct]=$(awk -v t=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN{printf "%.1f", 100*t/h/5}')
-R[tc.idle_read_kib_s]=$(awk -v b=$((r1 - r0)) 'BEGIN{printf "%.1f", b/1024/5}')
-lg tc.e64 "$WG_PID" $WG_PORT --service echo echo --connections 64 --seconds "$RUN_S"
-ALL_CONNECTIONS=$((TENANTS * TENANT_CONNECTIONS))
-lg tc.many "$WG_PID" $WG_PORT --service tenant --tenants "$TENANTS" echo --connections "$ALL_CONNECTIONS" --seconds "$RUN_S"
-lg tc.one "$WG_PID" $WG_PORT --service echo echo --connections "$ALL_CONNECTIONS" --seconds "$RUN_S"
-kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
+# Alone and crowded alternate, ROUNDS times each (one run of each moved by
+# 10% between runs on this machine); the rows report the medians.
+ROUNDS=${TENANT_ROUNDS:-3}
+for round in $(seq 1 "$ROUNDS"); do
+    echo "== wasmgate tenants, round $round: echo alone" >&2
+    watched alone "$WORK/alone"
+    lg "ta.r$round" "$WG_PID" $WG_PORT --service echo echo --connections 64 --seconds "$RUN_S"
+    kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
+    echo "== wasmgate tenants, round $round: $EXAMPLES examples + $TENANTS idle copies of echo" >&2
+    watched crowded "$WORK/crowded"
+    if [ "$round" = 1 ]; then
+        t0=$(cpu_ticks "$WG_PID"); r0=$(rchar "$WG_PID"); sleep 5
+        t1=$(cpu_ticks "$WG_PID"); r1=$(rchar "$WG_PID")
+        R[tc.idle_cpu_pct]=$(awk -v t=$((t1 - t0)) -v h="$CLK_TCK" 'BEGIN{printf "%.1f", 100*t/h/5}')
+        R[tc.idle_read_kib_s]=$(awk -v b=$((r1 - r0)) 'BEGIN{printf "%.1f", b/1024/5}')
+    fi
+    lg "tc.r$round" "$WG_PID" $WG_PORT --service echo echo --connections 64 --seconds "$RUN_S"
+    if [ "$round" = "$ROUNDS" ]; then
+        ALL_CONNECTIONS=$((TENANTS * TENANT_CONNECTIONS))
+        lg tc.many "$WG_PID" $WG_PORT --service tenant --tenants "$TENANTS" echo --connections "$ALL_CONNECTIONS" --seconds "$RUN_S"
+        lg tc.one "$WG_PID" $WG_PORT --service echo echo --connections "$ALL_CONNECTIONS" --seconds "$RUN_S"
+    fi
+    kill "$WG_PID"; wait "$WG_PID" 2>/dev/null || true
+done
+# median PREFIX FIELD: the median over the rounds of R[PREFIX.r<n>.FIELD].
+median() {
+    for round in $(seq 1 "$ROUNDS"); do echo "${R[$1.r$round.$2]:-0}"; done | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'
+}
+for field in msgs_per_s p99_us; do
+    R[ta.e64.$field]=$(median ta "$field")
+    R[tc.e64.$field]=$(median tc "$field")
+done
 
 # --- native ---------------------------------------------------------------
 echo "== native" >&2
@@ -337,7 +355,10 @@ for via in "reverse push" "host call"; do
 done
 
 echo
-echo "tenants (watcher on; echo through \`echo\`, 64 connections):"
+echo "tenants (watcher on; echo through \`echo\`, 64 connections; medians of $ROUNDS alternating rounds):"
+for round in $(seq 1 "$ROUNDS"); do
+    echo "  round $round: alone $(g ta.r$round.msgs_per_s), crowded $(g tc.r$round.msgs_per_s) msgs/s"
+done
 printf '%-34s %12s %12s %9s\n' measurement alone crowded crowded/alone
 printf '%-34s %12s %12s %9s\n' "echo c=64 msgs/s" "$(g ta.e64.msgs_per_s)" "$(g tc.e64.msgs_per_s)" "$(ratio "$(g tc.e64.msgs_per_s)" "$(g ta.e64.msgs_per_s)")"
 printf '%-34s %12s %12s %9s\n' "echo c=64 p99 us" "$(g ta.e64.p99_us)" "$(g tc.e64.p99_us)" "$(ratio "$(g tc.e64.p99_us)" "$(g ta.e64.p99_us)")"

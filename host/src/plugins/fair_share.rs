@@ -16,12 +16,20 @@
 //!
 //! A service's own `max_concurrency` applies as well, before these. A call
 //! that may not take a slot yet waits (its service's time-out bounds the
-//! wait) and is woken whenever a slot comes back.
+//! wait) in its service's queue. A slot that comes back is handed straight
+//! to a waiting call that may take it: the services with calls waiting take
+//! turns (round robin), and a service's own calls go oldest first. So a
+//! returned slot wakes one call, not every waiting one, and no call can
+//! lose the race for slots again and again while later ones win: with 100
+//! services of 50 busy connections each (5,000 calls waiting for 256
+//! slots), waking every waiter per returned slot cost more than the calls
+//! and left some waiting past their time-out.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 /// The gateway-wide slots; see the module documentation. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -33,13 +41,27 @@ pub(crate) struct FairSlots {
 struct Inner {
     total: usize,
     reserve: usize,
-    // A std mutex: held for a compare and an add, never across an await.
-    free: Mutex<usize>,
+    // A std mutex: held to count and to pick the next waiter, never across
+    // an await (slots are sent to their waiters after it is released).
+    state: Mutex<State>,
     /// Services loaded now, which the share is divided by (up to four).
     services: AtomicUsize,
-    /// Calls waiting for a slot; a returned slot wakes them only if any.
-    waiting: AtomicUsize,
-    returned: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    free: usize,
+    /// The services with calls waiting, in turn order.
+    queues: VecDeque<ServiceQueue>,
+    /// Tells waiting calls apart, so a cancelled one can leave its queue.
+    next_waiter: u64,
+}
+
+/// One service's waiting calls, oldest first.
+#[derive(Debug)]
+struct ServiceQueue {
+    holding: Arc<Holding>,
+    waiters: VecDeque<(u64, oneshot::Sender<Slot>)>,
 }
 
 /// Calls a service runs before it counts as busy for the reserve.
@@ -68,12 +90,13 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.holding.0.fetch_sub(1, Ordering::AcqRel);
-        *self.inner.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         crate::metrics::global().slot_returned();
-        if self.inner.waiting.load(Ordering::Acquire) > 0 {
-            self.inner.returned.notify_waiters();
-        }
+        let mut state = self.inner.lock();
+        self.holding.0.fetch_sub(1, Ordering::AcqRel);
+        state.free += 1;
+        let handed = self.inner.hand_out(&mut state);
+        drop(state);
+        send_all(handed);
     }
 }
 
@@ -81,6 +104,79 @@ impl Drop for Inner {
     /// This gateway's slots leave the process's count.
     fn drop(&mut self) {
         crate::metrics::global().add_call_slots(self.total, false);
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most slots one service may hold now.
+    fn share(&self) -> usize {
+        let divisor = self
+            .services
+            .load(Ordering::Acquire)
+            .clamp(1, SHARE_DIVISOR_MAX);
+        (self.total.saturating_sub(self.reserve) / divisor).max(1)
+    }
+
+    /// Whether the service holding `holding` may take one of `free` slots.
+    fn may_take(&self, holding: &Holding, free: usize) -> bool {
+        let held = holding.count();
+        let reserved = if held < QUIET_CALLS { 0 } else { self.reserve };
+        held < self.share() && free > reserved
+    }
+
+    /// Takes a slot for `holding`; the caller has checked `may_take`.
+    fn take(self: &Arc<Self>, state: &mut State, holding: &Arc<Holding>) -> Slot {
+        state.free -= 1;
+        holding.0.fetch_add(1, Ordering::AcqRel);
+        crate::metrics::global().slot_taken();
+        Slot {
+            inner: self.clone(),
+            holding: holding.clone(),
+        }
+    }
+
+    /// Hands free slots to waiting calls that may take them, one service
+    /// after another in turn, each service's oldest call first. Returns the
+    /// slots with where to send them (after the lock is released).
+    fn hand_out(self: &Arc<Self>, state: &mut State) -> Vec<(oneshot::Sender<Slot>, Slot)> {
+        let mut handed = Vec::new();
+        // Each service is looked at once per pass; a pass that hands out
+        // nothing ends it.
+        let mut unlucky = 0;
+        while state.free > 0 && unlucky < state.queues.len() {
+            let mut queue = state.queues.pop_front().expect("len checked");
+            // Calls that stopped waiting (their time-out) leave no trace.
+            while queue.waiters.front().is_some_and(|(_, tx)| tx.is_closed()) {
+                queue.waiters.pop_front();
+            }
+            let Some(_) = queue.waiters.front() else {
+                continue;
+            };
+            if self.may_take(&queue.holding, state.free) {
+                let (_, tx) = queue.waiters.pop_front().expect("front checked");
+                let slot = self.take(state, &queue.holding);
+                handed.push((tx, slot));
+                unlucky = 0;
+            } else {
+                unlucky += 1;
+            }
+            if !queue.waiters.is_empty() {
+                state.queues.push_back(queue);
+            }
+        }
+        handed
+    }
+}
+
+/// Sends handed-out slots; a slot whose call stopped waiting in between
+/// comes back (and is handed on) when it is dropped here.
+fn send_all(handed: Vec<(oneshot::Sender<Slot>, Slot)>) {
+    for (tx, slot) in handed {
+        let _ = tx.send(slot);
     }
 }
 
@@ -92,10 +188,12 @@ impl FairSlots {
             inner: Arc::new(Inner {
                 total: slots,
                 reserve: (slots / 8).max(1),
-                free: Mutex::new(slots),
+                state: Mutex::new(State {
+                    free: slots,
+                    queues: VecDeque::new(),
+                    next_waiter: 0,
+                }),
                 services: AtomicUsize::new(1),
-                waiting: AtomicUsize::new(0),
-                returned: Notify::new(),
             }),
         }
     }
@@ -105,76 +203,99 @@ impl FairSlots {
         self.inner
             .services
             .store(services.max(1), Ordering::Release);
+        // A larger share may let waiting calls take free slots now.
+        let handed = self.inner.hand_out(&mut self.inner.lock());
+        send_all(handed);
     }
 
     /// The most slots one service may hold now.
+    #[cfg(test)]
     pub(crate) fn share(&self) -> usize {
-        let inner = &self.inner;
-        let divisor = inner
-            .services
-            .load(Ordering::Acquire)
-            .clamp(1, SHARE_DIVISOR_MAX);
-        (inner.total.saturating_sub(inner.reserve) / divisor).max(1)
+        self.inner.share()
     }
 
     /// A slot for the service holding `holding`, if the rules allow one now.
     pub(crate) fn try_acquire(&self, holding: &Arc<Holding>) -> Option<Slot> {
-        let held = holding.count();
-        if held >= self.share() {
-            return None;
-        }
-        let reserved = if held < QUIET_CALLS {
-            0
-        } else {
-            self.inner.reserve
-        };
-        let mut free = self.inner.free.lock().unwrap_or_else(|e| e.into_inner());
-        if *free <= reserved {
-            return None;
-        }
-        *free -= 1;
-        holding.0.fetch_add(1, Ordering::AcqRel);
-        crate::metrics::global().slot_taken();
-        Some(Slot {
-            inner: self.inner.clone(),
-            holding: holding.clone(),
-        })
+        let mut state = self.inner.lock();
+        self.inner
+            .may_take(holding, state.free)
+            .then(|| self.inner.take(&mut state, holding))
     }
 
-    /// Waits until the service holding `holding` may take a slot.
+    /// Waits until the service holding `holding` may take a slot, behind
+    /// its service's calls already waiting.
     pub(crate) async fn acquire(&self, holding: &Arc<Holding>) -> Slot {
-        if let Some(slot) = self.try_acquire(holding) {
-            return slot;
-        }
-        self.inner.waiting.fetch_add(1, Ordering::AcqRel);
-        let _waiting = Waiting(&self.inner);
         loop {
-            let returned = self.inner.returned.notified();
-            tokio::pin!(returned);
-            // Registered before the check, so a slot returned in between
-            // still wakes this call.
-            returned.as_mut().enable();
-            if let Some(slot) = self.try_acquire(holding) {
+            let (id, rx) = {
+                let mut state = self.inner.lock();
+                if self.inner.may_take(holding, state.free) {
+                    return self.inner.take(&mut state, holding);
+                }
+                let (tx, rx) = oneshot::channel();
+                let id = state.next_waiter;
+                state.next_waiter += 1;
+                match state
+                    .queues
+                    .iter_mut()
+                    .find(|queue| Arc::ptr_eq(&queue.holding, holding))
+                {
+                    Some(queue) => queue.waiters.push_back((id, tx)),
+                    None => state.queues.push_back(ServiceQueue {
+                        holding: holding.clone(),
+                        waiters: VecDeque::from([(id, tx)]),
+                    }),
+                }
+                (id, rx)
+            };
+            let _waiting = Waiting {
+                inner: &self.inner,
+                holding,
+                id,
+            };
+            // A waiter leaves its queue only when it is sent a slot (or
+            // when it stops waiting); should it ever be dropped unsent,
+            // the call asks again.
+            if let Ok(slot) = rx.await {
                 return slot;
             }
-            returned.await;
         }
     }
 
     /// Slots free now.
     #[cfg(test)]
     pub(crate) fn free(&self) -> usize {
-        *self.inner.free.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().free
+    }
+
+    /// Calls waiting now.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        let state = self.inner.lock();
+        state.queues.iter().map(|queue| queue.waiters.len()).sum()
     }
 }
 
-/// Counts a waiting call for as long as it waits (also when its wait is
-/// cancelled by a time-out).
-struct Waiting<'a>(&'a Inner);
+/// A call's place in its service's queue, taken out if the call stops
+/// waiting (a time-out) before it is sent a slot.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    holding: &'a Arc<Holding>,
+    id: u64,
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        let mut state = self.inner.lock();
+        if let Some(at) = state
+            .queues
+            .iter()
+            .position(|queue| Arc::ptr_eq(&queue.holding, self.holding))
+        {
+            state.queues[at].waiters.retain(|(id, _)| *id != self.id);
+            if state.queues[at].waiters.is_empty() {
+                state.queues.remove(at);
+            }
+        }
     }
 }
 
@@ -231,6 +352,133 @@ mod tests {
                 assert!(found, "{total} slots, {services} noisy");
             }
         }
+    }
+
+    /// Spawns a call of `holding` waiting for a slot; sends its number
+    /// on `done` when it has one, and keeps the slot until `release`.
+    fn waiter(
+        slots: &FairSlots,
+        holding: &Arc<Holding>,
+        n: usize,
+        done: &tokio::sync::mpsc::UnboundedSender<usize>,
+    ) -> tokio::task::JoinHandle<Slot> {
+        let (slots, holding, done) = (slots.clone(), holding.clone(), done.clone());
+        tokio::spawn(async move {
+            let slot = slots.acquire(&holding).await;
+            done.send(n).unwrap();
+            slot
+        })
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_returned_slot_goes_to_the_next_service_in_turn_and_its_oldest_call() {
+        // 10 slots, reserve 1, share (10 - 1) / 4 = 2 with four services.
+        let slots = FairSlots::new(10);
+        slots.set_services(4);
+        let services: Vec<Arc<Holding>> = (0..4).map(|_| Arc::default()).collect();
+        let mut held: Vec<Slot> = Vec::new();
+        for service in &services {
+            held.extend(take(&slots, service));
+        }
+        assert_eq!(held.len(), 8);
+        let (done, mut order) = tokio::sync::mpsc::unbounded_channel();
+        // Service 0 queues three calls (0, 1, 2), then service 1 one (10).
+        let mut waiting = Vec::new();
+        for n in 0..3 {
+            waiting.push(waiter(&slots, &services[0], n, &done));
+            settle().await;
+        }
+        waiting.push(waiter(&slots, &services[1], 10, &done));
+        settle().await;
+        assert_eq!(slots.waiting(), 4);
+        // Each service returns a slot in turn: service 0's oldest call,
+        // then service 1's, then service 0's next.
+        let of = |held: &[Slot], i: usize| {
+            held.iter()
+                .position(|slot| Arc::ptr_eq(&slot.holding, &services[i]))
+                .unwrap()
+        };
+        for (returning, expected) in [(0, 0), (1, 10), (0, 1)] {
+            let at = of(&held, returning);
+            held.remove(at);
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), order.recv())
+                .await
+                .expect("a waiting call was handed the slot");
+            assert_eq!(next, Some(expected));
+        }
+        assert_eq!(slots.waiting(), 1);
+        // Calls 0, 1 and 10 hold slots; call 2 still waits (its service
+        // is at its share again).
+        let last = waiting.remove(2);
+        for call in waiting {
+            held.push(call.await.unwrap());
+        }
+        assert!(!last.is_finished());
+        last.abort();
+        assert_eq!(services[0].count(), 2);
+        assert_eq!(services[1].count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_stops_waiting_leaves_its_queue_and_its_slot_goes_on() {
+        let slots = FairSlots::new(4);
+        slots.set_services(2);
+        let noisy = Arc::new(Holding::default());
+        let held = take(&slots, &noisy);
+        assert_eq!(held.len(), 1);
+        // Ten calls give up after a moment.
+        for _ in 0..10 {
+            let wait = slots.acquire(&noisy);
+            assert!(
+                tokio::time::timeout(std::time::Duration::from_millis(1), wait)
+                    .await
+                    .is_err()
+            );
+        }
+        assert_eq!(slots.waiting(), 0);
+        // One still waiting gets the slot when it comes back.
+        let (done, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let call = waiter(&slots, &noisy, 7, &done);
+        settle().await;
+        drop(held);
+        assert_eq!(order.recv().await, Some(7));
+        drop(call.await.unwrap());
+        assert_eq!(slots.free(), 4);
+        assert_eq!(noisy.count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn thousands_of_calls_of_many_services_all_get_slots_and_give_them_back() {
+        let slots = FairSlots::new(64);
+        slots.set_services(100);
+        let services: Vec<Arc<Holding>> = (0..100).map(|_| Arc::default()).collect();
+        let calls: Vec<_> = (0..5_000)
+            .map(|n| {
+                let (slots, holding) = (slots.clone(), services[n % 100].clone());
+                tokio::spawn(async move {
+                    for _ in 0..4 {
+                        let slot = slots.acquire(&holding).await;
+                        tokio::task::yield_now().await;
+                        drop(slot);
+                    }
+                })
+            })
+            .collect();
+        for call in calls {
+            tokio::time::timeout(std::time::Duration::from_secs(60), call)
+                .await
+                .expect("no call starves")
+                .unwrap();
+        }
+        assert_eq!(slots.free(), 64);
+        assert_eq!(slots.waiting(), 0);
+        assert!(services.iter().all(|service| service.count() == 0));
     }
 
     #[tokio::test]

@@ -287,7 +287,8 @@ impl Runtime {
     /// event will use, after this event's pushes have been sent, so
     /// instantiation is off the next event's path. The instance serves
     /// exactly one event, like any fresh one; at most one waits per loaded
-    /// handler, within the gateway's idle budget. Its start function runs
+    /// handler, within the gateway's idle budget (none is made while the
+    /// budget is spent). Its start function runs
     /// under the same deadline and limits as any call, with pushes going
     /// nowhere; one that fails is retried, and reported, by the next
     /// event's own instantiation.
@@ -300,6 +301,12 @@ impl Runtime {
         if !module.pool.is_empty() {
             return;
         }
+        // The budget first: an instance made while every unit of it is
+        // taken (more services busy at once than it has units) would only
+        // be dropped again, an instantiation spent for nothing per event.
+        let Some(token) = self.idle.acquire() else {
+            return;
+        };
         let mut live = self.new_live(spec);
         let _niced = begin_event(&mut live.store, spec, Instant::now());
         live.store.data_mut().broker = self.discard.clone();
@@ -309,7 +316,7 @@ impl Runtime {
         if let Ok(Ok(instance)) = tokio::time::timeout(outer, instantiate).await {
             crate::metrics::global().instantiated(instantiating.elapsed());
             live.instance = Some(instance);
-            module.pool.put(Reusable { live, uses: 0 }, 1, &self.idle);
+            module.pool.put_within(Reusable { live, uses: 0 }, token);
         }
     }
 }

@@ -38,7 +38,8 @@ impl IdleBudget {
         }
     }
 
-    fn acquire(&self) -> Option<IdleToken> {
+    /// A unit of the budget, if any is left.
+    pub(crate) fn acquire(&self) -> Option<IdleToken> {
         self.idle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| {
                 (idle < self.capacity).then_some(idle + 1)
@@ -52,7 +53,7 @@ impl IdleBudget {
 
 /// One unit of the [`IdleBudget`], released when the idle instance leaves the
 /// pool (taken for an event, or dropped).
-struct IdleToken {
+pub(crate) struct IdleToken {
     idle: Arc<AtomicUsize>,
 }
 
@@ -119,6 +120,12 @@ impl<T: ReuseKey> InstancePool<T> {
         let Some(token) = budget.acquire() else {
             return;
         };
+        self.put_within(reusable, token);
+    }
+
+    /// Returns an instance made to wait, under a unit of the idle budget
+    /// its maker took before making it.
+    pub(crate) fn put_within(&self, reusable: Reusable<T>, token: IdleToken) {
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
