@@ -303,3 +303,47 @@ fn a_prometheus_server_scrapes_the_gateway_and_sees_its_events() {
     assert_eq!(up, 1.0);
     assert_eq!(events, 1.0);
 }
+
+/// `wasmgate_instantiate_duration_seconds_count` from `/metrics`.
+fn instantiations(gateway: &GatewayProcess) -> u64 {
+    let (status, body) = http_get(gateway.control, "/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|line| line.strip_prefix("wasmgate_instantiate_duration_seconds_count "))
+        .expect("the instantiation histogram")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn no_instance_is_prepared_while_the_idle_budget_is_spent() {
+    let root = scratch("idle-budget");
+    let plugins = common::echo_plugins(&root, "prep", 2);
+    // Four call slots: an idle budget of one instance.
+    let gateway = GatewayProcess::start(
+        &plugins,
+        &root.join("cache"),
+        &["--max-concurrency", "4"],
+        &[],
+    );
+    // prep-0's events leave its next instance prepared: the budget's one.
+    echo_once(&gateway, "prep-0", "first");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = instantiations(&gateway);
+    // prep-1 finds the budget spent: each of its events instantiates once,
+    // and none makes an instance only to drop it.
+    let url = format!("ws://{}/ws/prep-1", gateway.public);
+    let (mut socket, _) = tungstenite::connect(url).expect("upgrade");
+    for n in 0..20 {
+        let text = format!("message {n}");
+        socket
+            .send(tungstenite::Message::text(text.clone()))
+            .unwrap();
+        assert_eq!(socket.read().unwrap().into_text().unwrap().as_str(), text);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Register and 20 transfers.
+    assert_eq!(instantiations(&gateway) - before, 21);
+    drop(socket);
+}
