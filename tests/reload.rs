@@ -248,6 +248,44 @@ async fn a_new_service_folder_goes_live() {
 }
 
 #[tokio::test]
+async fn services_loading_one_file_share_its_code_and_keep_their_own_versions() {
+    let gateway = TestGateway::start(&[ServiceSpec::new("twin-a").handler("echo")]).await;
+    // A second service with the same bytes reuses the loaded code.
+    let b = gateway.plugins.path().join("twin-b");
+    std::fs::create_dir(&b).unwrap();
+    install(&b, "handler.wasm", &read_wasm("echo"));
+    let lines = wait_for_log(&["handler loaded", "service=twin-b"], 1).await;
+    assert!(lines[0].contains("shared_code=true"), "{}", lines[0]);
+    let lines = log_lines(&["handler loaded", "service=twin-a"]);
+    assert!(lines[0].contains("shared_code=false"), "{}", lines[0]);
+    let mut a = gateway.connect("twin-a").await;
+    let mut b_client = gateway.connect("twin-b").await;
+    assert_eq!(ask(&mut a, "info").await, "info");
+    assert_eq!(ask(&mut b_client, "info").await, "info");
+    // Each service keeps its own state: twin-b's client is not twin-a's.
+    let (_, body) = get_json(&gateway.control_url("/push/twin-a")).await;
+    assert_eq!(body["connections"].as_array().unwrap().len(), 1);
+
+    // A new version for twin-a only: twin-b goes on with the shared code.
+    install(
+        &gateway.plugins.path().join("twin-a"),
+        "handler.wasm",
+        &read_wasm("probe"),
+    );
+    until_probe_answers(&mut a).await;
+    assert_eq!(ask(&mut b_client, "info").await, "info");
+    let mut b_again = gateway.connect("twin-b").await;
+    assert_eq!(ask(&mut b_again, "info").await, "info");
+    // And when twin-b loads the new bytes too, it reuses twin-a's code.
+    install(&b, "handler.wasm", &read_wasm("probe"));
+    until_probe_answers(&mut b_again).await;
+    let lines = log_lines(&["handler loaded", "service=twin-b"]);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[1].contains("shared_code=true"), "{}", lines[1]);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_bad_service_toml_keeps_the_old_settings() {
     let gateway = TestGateway::start(&[ServiceSpec::new("tuned")
         .handler("probe")

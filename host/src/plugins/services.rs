@@ -391,6 +391,7 @@ impl Services {
             match compiled {
                 Ok((module, from_cache)) => {
                     let previous = service.handler_file(file).map(|h| h.hash);
+                    let shared_code = module.reused_code();
                     service.set_handler(
                         file,
                         Some(LoadedHandler {
@@ -410,6 +411,7 @@ impl Services {
                         previous = previous.as_deref().unwrap_or("none"),
                         compile_ms,
                         from_cache,
+                        shared_code,
                         "handler loaded"
                     );
                 }

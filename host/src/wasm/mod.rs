@@ -140,6 +140,12 @@ pub struct HandlerModule {
     /// `instance_reuse` (or the one prepared instance without it); a new
     /// load (hot reload) starts an empty pool.
     pool: Arc<InstancePool<Live>>,
+    /// Keeps the compiled component in the runtime's table of shared
+    /// components while this handler is loaded (see [`SharedComponents`]).
+    _shared: Option<Arc<()>>,
+    /// Whether the load found the compiled component in that table (another
+    /// loaded handler had the same bytes): nothing was compiled or read.
+    reused_code: bool,
 }
 
 impl std::fmt::Debug for HandlerModule {
@@ -153,6 +159,12 @@ impl HandlerModule {
     /// reuse, or prepared ahead).
     pub fn has_idle_instance(&self) -> bool {
         !self.pool.is_empty()
+    }
+
+    /// Whether loading it reused the compiled code of another loaded
+    /// handler with the same bytes (services that load one file share it).
+    pub fn reused_code(&self) -> bool {
+        self.reused_code
     }
 
     /// Whether the handler can be called in `role`: a handler built before
@@ -177,9 +189,44 @@ pub struct Runtime {
     idle: IdleBudget,
     compiler: Compiler,
     memory_budget: Arc<MemoryBudget>,
+    shared: Arc<SharedComponents>,
     /// Where the start function of an instance prepared ahead of its event
     /// sends its pushes: nowhere.
     discard: Arc<dyn Broker>,
+}
+
+/// Compiled and linked components by the content hash of their file, for
+/// as long as a loaded handler uses them: services that load the same bytes
+/// share one compiled component (one copy of its machine code in memory, one module
+/// to the instance pool, whose slots keep the memory image of the module
+/// they last held) instead of one per service. Instances, stores and
+/// everything they hold stay per call; only read-only code is shared.
+#[derive(Default)]
+struct SharedComponents {
+    by_hash: std::sync::Mutex<std::collections::HashMap<String, (Prepared, std::sync::Weak<()>)>>,
+}
+
+impl SharedComponents {
+    /// The linked component loaded from `hash`, if a loaded handler still
+    /// holds it.
+    fn get(&self, hash: &str) -> Option<(Prepared, Arc<()>)> {
+        let by_hash = self.by_hash.lock().unwrap_or_else(|e| e.into_inner());
+        let (prepared, holders) = by_hash.get(hash)?;
+        Some((prepared.clone(), holders.upgrade()?))
+    }
+
+    /// Records `prepared` as the one for `hash`; the returned token keeps
+    /// it there. Entries no handler holds any more are dropped.
+    fn insert(&self, hash: &str, prepared: &Prepared) -> Arc<()> {
+        let mut by_hash = self.by_hash.lock().unwrap_or_else(|e| e.into_inner());
+        by_hash.retain(|_, (_, holders)| holders.strong_count() > 0);
+        if let Some(holder) = by_hash.get(hash).and_then(|(_, holders)| holders.upgrade()) {
+            return holder;
+        }
+        let holder = Arc::new(());
+        by_hash.insert(hash.to_owned(), (prepared.clone(), Arc::downgrade(&holder)));
+        holder
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -239,6 +286,7 @@ impl Runtime {
             idle: IdleBudget::new(idle_reserve as usize),
             compiler: Compiler::new(config.compiler.clone()),
             memory_budget: Arc::new(MemoryBudget::new(config.memory_budget_bytes)),
+            shared: Arc::default(),
             discard: Arc::new(Recorder::discarding()),
         })
     }
@@ -273,6 +321,27 @@ impl Runtime {
     /// module and whether it came from the cache. `hash` is the content hash
     /// of `bytes`.
     pub(crate) async fn load_cached(
+        &self,
+        bytes: Arc<[u8]>,
+        hash: &str,
+        cache: Option<&CompileCache>,
+    ) -> Result<(HandlerModule, bool), LoadError> {
+        if let Some((pre, holder)) = self.shared.get(hash) {
+            let module = HandlerModule {
+                pre,
+                pool: Arc::default(),
+                _shared: Some(holder),
+                reused_code: true,
+            };
+            return Ok((module, true));
+        }
+        let (mut module, from_cache) = self.compile_cached(bytes, hash, cache).await?;
+        module._shared = Some(self.shared.insert(hash, &module.pre));
+        Ok((module, from_cache))
+    }
+
+    /// [`Runtime::load_cached`] without the table of shared components.
+    async fn compile_cached(
         &self,
         bytes: Arc<[u8]>,
         hash: &str,
@@ -328,6 +397,8 @@ impl Runtime {
         Ok(HandlerModule {
             pre,
             pool: Arc::default(),
+            _shared: None,
+            reused_code: false,
         })
     }
 }
