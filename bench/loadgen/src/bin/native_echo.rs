@@ -48,11 +48,14 @@ const MAX_MESSAGE_BYTES: usize = 262_144;
 /// Messages a member's queue holds before a broadcast skips it.
 const MEMBER_QUEUE: usize = 64;
 
+/// A member of a group: its id and its queue.
+type Member = (u64, mpsc::Sender<Message>);
+
 /// The groups: each member's id and queue.
 #[derive(Default)]
 struct Groups {
     next_id: AtomicU64,
-    members: Mutex<HashMap<String, Vec<(u64, mpsc::Sender<Message>)>>>,
+    members: Mutex<HashMap<String, Vec<Member>>>,
 }
 
 impl Groups {
@@ -185,14 +188,13 @@ async fn member(socket: WebSocket, groups: &Groups, group: &str) {
         }
     });
     while let Some(Ok(message)) = rx.next().await {
-        match message {
-            Message::Text(_) | Message::Binary(_) => {
-                if queue.send(message).await.is_err() {
-                    break;
-                }
-            }
+        let echo = match message {
+            Message::Text(_) | Message::Binary(_) => message,
             Message::Close(_) => break,
-            _ => {}
+            _ => continue,
+        };
+        if queue.send(echo).await.is_err() {
+            break;
         }
     }
     groups.leave(group, id);
