@@ -176,7 +176,7 @@ fn fire_due(
             // it before claiming, so in a cluster a node that has the
             // handler can still run it.
             if let Err(file) = service.handler(Role::Timer) {
-                if service.failures().contains_key(&file) {
+                if service.failure(file).is_some() {
                     tracing::warn!(service = %service.name, timer = %name, %time, %file, "timer tick skipped: the handler file failed to load");
                 } else {
                     tracing::debug!(service = %service.name, timer = %name, %time, %file, "timer tick skipped: the handler has not loaded yet");

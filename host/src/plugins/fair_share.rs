@@ -247,15 +247,19 @@ impl FairSlots {
                 }
                 (id, rx)
             };
-            let _waiting = Waiting {
+            let mut waiting = Waiting {
                 inner: &self.inner,
                 holding,
                 id,
+                queued: true,
             };
             // A waiter leaves its queue only when it is sent a slot (or
             // when it stops waiting); should it ever be dropped unsent,
             // the call asks again.
-            if let Ok(slot) = rx.await {
+            let received = rx.await;
+            // Sent or dropped, the entry is out of the queue already.
+            waiting.queued = false;
+            if let Ok(slot) = received {
                 return slot;
             }
         }
@@ -281,10 +285,16 @@ struct Waiting<'a> {
     inner: &'a Inner,
     holding: &'a Arc<Holding>,
     id: u64,
+    /// Whether the entry may still be in the queue (the call stopped
+    /// waiting before its channel answered).
+    queued: bool,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        if !self.queued {
+            return;
+        }
         let mut state = self.inner.lock();
         if let Some(at) = state
             .queues

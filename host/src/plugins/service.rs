@@ -254,7 +254,7 @@ impl Service {
     }
 
     /// The last load failure of one file, if it has one now.
-    pub(super) fn failure(&self, file: PluginFile) -> Option<LoadFailure> {
+    pub(crate) fn failure(&self, file: PluginFile) -> Option<LoadFailure> {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
