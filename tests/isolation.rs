@@ -116,8 +116,9 @@ async fn a_component_over_the_pools_per_component_maxima_is_refused_at_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_spinning_in_every_call_it_may_run_leaves_slots_for_another() {
-    // 8 slots: a reserve of 1, and (8 - 1) / 2 = 3 for each of the two
-    // services. The spinner's own cap (8) would let it take them all.
+    // 8 slots: a reserve of 1 and 7 outside it. The spinner, the only
+    // active service at first, may take all 7 (its own cap, 8, would let
+    // it take the reserve too); its later calls wait.
     let gateway = TestGateway::start_with(
         &[
             ServiceSpec::new("slots-victim").handler("echo"),
@@ -144,13 +145,14 @@ async fn a_service_spinning_in_every_call_it_may_run_leaves_slots_for_another() 
         })
         .collect();
     // Let the spinner take every slot it may: more of its clients are in
-    // than the 7 slots outside the reserve (without shares they would hold
-    // them all). Waited for, not timed: a busy machine connects slowly.
+    // than the 7 slots outside the reserve (without the reserve they would
+    // hold all 8). Waited for, not timed: a busy machine connects slowly.
     let _ = wait_for_log(&["service=slots-spinner", "connection opened"], 8).await;
     let spinning = log_lines(&["service=slots-spinner", "connection opened"]).len();
     assert!(spinning >= 8, "only {spinning} spinner clients connected");
-    // The victim's calls find slots at once, although the spinner keeps
-    // all it may take; several at a time, too.
+    // The victim's calls find a slot at once, on the reserve, although the
+    // spinner keeps all it may take, and the spinner's waiting calls do not
+    // take the reserve slot back between them.
     let mut victims = Vec::new();
     for _ in 0..2 {
         victims.push(gateway.connect("slots-victim").await);

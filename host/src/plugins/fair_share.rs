@@ -8,11 +8,18 @@
 //!   service running fewer than two calls: a quiet service's call finds a
 //!   slot unless R/2 other services each have two calls running at the
 //!   same moment, whatever the busy services do.
-//! - **A share.** The other G − R slots are split between the loaded
-//!   services, up to four: with one service loaded it may use them all,
-//!   with two half each, with four or more a quarter each. So one noisy
-//!   service (or three) leaves room for the rest before the reserve is
-//!   even touched.
+//! - **A share.** The other G − R slots are split between the services
+//!   that are *active*, up to four: those holding a slot now or that took
+//!   one in the last [`ACTIVE_WINDOW`] to twice that, counting the asking
+//!   service itself. One active service may use them all, two half each,
+//!   four or more a quarter each. Services that are loaded but make no
+//!   calls do not shrink anyone's share: a busy service beside a hundred
+//!   idle ones runs as many calls at once as it would alone.
+//!
+//! When a second service becomes active while a first holds all G − R, its
+//! first calls run on the reserve, and the first service takes no new slot
+//! above its (now halved) share: the slots come over as the first
+//! service's running calls end, each within its `timeout_ms`.
 //!
 //! A service's own `max_concurrency` applies as well, before these. A call
 //! that may not take a slot yet waits (its service's time-out bounds the
@@ -26,8 +33,9 @@
 //! and left some waiting past their time-out.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -44,8 +52,11 @@ struct Inner {
     // A std mutex: held to count and to pick the next waiter, never across
     // an await (slots are sent to their waiters after it is released).
     state: Mutex<State>,
-    /// Services loaded now, which the share is divided by (up to four).
-    services: AtomicUsize,
+    /// When window 0 began.
+    started: Instant,
+    /// How long a service that took a slot counts as active: this window
+    /// and the next.
+    window: Duration,
 }
 
 #[derive(Debug)]
@@ -55,6 +66,15 @@ struct State {
     queues: VecDeque<ServiceQueue>,
     /// Tells waiting calls apart, so a cancelled one can leave its queue.
     next_waiter: u64,
+    /// Services holding at least one slot.
+    holders: usize,
+    /// The window the two counts below are of.
+    window: u64,
+    /// Services that took a slot in this window.
+    seen_now: usize,
+    /// Services that took a slot in the window before and none yet in
+    /// this one.
+    seen_before: usize,
 }
 
 /// One service's waiting calls, oldest first.
@@ -70,14 +90,23 @@ const QUIET_CALLS: usize = 2;
 /// The most services the share is divided between.
 const SHARE_DIVISOR_MAX: usize = 4;
 
+/// A service that took a slot counts as active for the rest of this window
+/// of time and the whole next one.
+pub(crate) const ACTIVE_WINDOW: Duration = Duration::from_secs(5);
+
 /// The slots one service holds; kept by its service across calls.
 #[derive(Debug, Default)]
-pub(crate) struct Holding(AtomicUsize);
+pub(crate) struct Holding {
+    held: AtomicUsize,
+    /// One more than the last window this service took a slot in (0:
+    /// never). Written under the slots' lock.
+    seen: AtomicU64,
+}
 
 impl Holding {
     /// Slots held now.
     pub(crate) fn count(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+        self.held.load(Ordering::Acquire)
     }
 }
 
@@ -92,7 +121,9 @@ impl Drop for Slot {
     fn drop(&mut self) {
         crate::metrics::global().slot_returned();
         let mut state = self.inner.lock();
-        self.holding.0.fetch_sub(1, Ordering::AcqRel);
+        if self.holding.held.fetch_sub(1, Ordering::AcqRel) == 1 {
+            state.holders -= 1;
+        }
         state.free += 1;
         let handed = self.inner.hand_out(&mut state);
         drop(state);
@@ -112,26 +143,63 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most slots one service may hold now.
-    fn share(&self) -> usize {
-        let divisor = self
-            .services
-            .load(Ordering::Acquire)
-            .clamp(1, SHARE_DIVISOR_MAX);
-        (self.total.saturating_sub(self.reserve) / divisor).max(1)
+    /// The window of time `now` falls in.
+    fn window_of(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.started);
+        (since.as_nanos() / self.window.as_nanos().max(1)) as u64
     }
 
-    /// Whether the service holding `holding` may take one of `free` slots.
-    fn may_take(&self, holding: &Holding, free: usize) -> bool {
+    /// Moves the counts of active services on to the window of now.
+    fn roll(&self, state: &mut State) -> u64 {
+        let window = self.window_of(Instant::now());
+        if window != state.window {
+            state.seen_before = if window == state.window + 1 {
+                state.seen_now
+            } else {
+                0
+            };
+            state.seen_now = 0;
+            state.window = window;
+        }
+        window
+    }
+
+    /// The most slots the service holding `holding` may hold now: G − R
+    /// split between the active services (up to four), `holding`'s own
+    /// among them.
+    fn share(&self, state: &mut State, holding: &Holding) -> usize {
+        let window = self.roll(state);
+        let seen = holding.seen.load(Ordering::Acquire);
+        // `seen` is one more than a window: 0 is never.
+        let lately = seen != 0 && (seen == window + 1 || seen == window);
+        let counted = holding.count() > 0 || lately;
+        let active = state.holders.max(state.seen_now + state.seen_before) + usize::from(!counted);
+        (self.total.saturating_sub(self.reserve) / active.clamp(1, SHARE_DIVISOR_MAX)).max(1)
+    }
+
+    /// Whether the service holding `holding` may take a free slot now.
+    fn may_take(&self, state: &mut State, holding: &Holding) -> bool {
         let held = holding.count();
         let reserved = if held < QUIET_CALLS { 0 } else { self.reserve };
-        held < self.share() && free > reserved
+        state.free > reserved && held < self.share(state, holding)
     }
 
-    /// Takes a slot for `holding`; the caller has checked `may_take`.
+    /// Takes a slot for `holding`; the caller has checked `may_take` (which
+    /// rolled the window).
     fn take(self: &Arc<Self>, state: &mut State, holding: &Arc<Holding>) -> Slot {
         state.free -= 1;
-        holding.0.fetch_add(1, Ordering::AcqRel);
+        if holding.held.fetch_add(1, Ordering::AcqRel) == 0 {
+            state.holders += 1;
+        }
+        let seen = holding.seen.load(Ordering::Acquire);
+        if seen != state.window + 1 {
+            if seen != 0 && seen == state.window {
+                // Seen in the window before: it moves to this one.
+                state.seen_before = state.seen_before.saturating_sub(1);
+            }
+            state.seen_now += 1;
+            holding.seen.store(state.window + 1, Ordering::Release);
+        }
         crate::metrics::global().slot_taken();
         Slot {
             inner: self.clone(),
@@ -156,7 +224,7 @@ impl Inner {
             let Some(_) = queue.waiters.front() else {
                 continue;
             };
-            if self.may_take(&queue.holding, state.free) {
+            if self.may_take(state, &queue.holding) {
                 let (_, tx) = queue.waiters.pop_front().expect("front checked");
                 let slot = self.take(state, &queue.holding);
                 handed.push((tx, slot));
@@ -183,6 +251,12 @@ fn send_all(handed: Vec<(oneshot::Sender<Slot>, Slot)>) {
 impl FairSlots {
     /// `slots` slots, all free.
     pub(crate) fn new(slots: usize) -> Self {
+        Self::with_window(slots, ACTIVE_WINDOW)
+    }
+
+    /// `slots` slots, all free, with services active for `window` to twice
+    /// that after their last call.
+    fn with_window(slots: usize, window: Duration) -> Self {
         crate::metrics::global().add_call_slots(slots, true);
         Self {
             inner: Arc::new(Inner {
@@ -192,33 +266,28 @@ impl FairSlots {
                     free: slots,
                     queues: VecDeque::new(),
                     next_waiter: 0,
+                    holders: 0,
+                    window: 0,
+                    seen_now: 0,
+                    seen_before: 0,
                 }),
-                services: AtomicUsize::new(1),
+                started: Instant::now(),
+                window,
             }),
         }
     }
 
-    /// Tells how many services are loaded (the share depends on it).
-    pub(crate) fn set_services(&self, services: usize) {
-        self.inner
-            .services
-            .store(services.max(1), Ordering::Release);
-        // A larger share may let waiting calls take free slots now.
-        let handed = self.inner.hand_out(&mut self.inner.lock());
-        send_all(handed);
-    }
-
-    /// The most slots one service may hold now.
+    /// The most slots the service holding `holding` may hold now.
     #[cfg(test)]
-    pub(crate) fn share(&self) -> usize {
-        self.inner.share()
+    pub(crate) fn share(&self, holding: &Holding) -> usize {
+        self.inner.share(&mut self.inner.lock(), holding)
     }
 
     /// A slot for the service holding `holding`, if the rules allow one now.
     pub(crate) fn try_acquire(&self, holding: &Arc<Holding>) -> Option<Slot> {
         let mut state = self.inner.lock();
         self.inner
-            .may_take(holding, state.free)
+            .may_take(&mut state, holding)
             .then(|| self.inner.take(&mut state, holding))
     }
 
@@ -228,7 +297,7 @@ impl FairSlots {
         loop {
             let (id, rx) = {
                 let mut state = self.inner.lock();
-                if self.inner.may_take(holding, state.free) {
+                if self.inner.may_take(&mut state, holding) {
                     return self.inner.take(&mut state, holding);
                 }
                 let (tx, rx) = oneshot::channel();
@@ -317,49 +386,89 @@ mod tests {
         std::iter::from_fn(|| slots.try_acquire(holding)).collect()
     }
 
+    /// Makes `holding`'s service active: one call, at once returned.
+    fn call_once(slots: &FairSlots, holding: &Arc<Holding>) {
+        drop(slots.try_acquire(holding).expect("a slot"));
+    }
+
     #[test]
-    fn the_share_splits_what_is_outside_the_reserve_between_up_to_four_services() {
+    fn the_share_splits_what_is_outside_the_reserve_between_up_to_four_active_services() {
         let slots = FairSlots::new(256);
         let noisy = Arc::new(Holding::default());
-        slots.set_services(1);
+        // A hundred services that make no calls change nothing.
+        let idle: Vec<Arc<Holding>> = (0..100).map(|_| Arc::default()).collect();
         let held = take(&slots, &noisy);
         // Alone, all but the reserve of 32.
         assert_eq!(held.len(), 224);
         assert_eq!(slots.free(), 32);
+        // A second service's call runs on the reserve, and the first takes
+        // nothing more above its halved share.
+        let other = Arc::new(Holding::default());
+        let other_slot = slots.try_acquire(&other).expect("the reserve");
+        assert!(slots.try_acquire(&noisy).is_none());
+        assert_eq!(slots.share(&noisy), 112);
         drop(held);
-        slots.set_services(2);
+        drop(other_slot);
+        // The second service stays active after its call: half each.
         assert_eq!(take(&slots, &noisy).len(), 112);
-        slots.set_services(100);
-        assert_eq!(slots.share(), 56);
+        for service in &idle[..3] {
+            call_once(&slots, service);
+        }
+        assert_eq!(slots.share(&noisy), 56);
         assert_eq!(slots.free(), 256);
         assert_eq!(noisy.count(), 0);
     }
 
+    #[tokio::test]
+    async fn a_service_stops_counting_two_windows_after_its_last_call_unless_it_holds_a_slot() {
+        let window = std::time::Duration::from_millis(40);
+        let slots = FairSlots::with_window(256, window);
+        let (noisy, other) = (Arc::new(Holding::default()), Arc::new(Holding::default()));
+        call_once(&slots, &other);
+        assert_eq!(slots.share(&noisy), 112);
+        tokio::time::sleep(window * 3).await;
+        assert_eq!(slots.share(&noisy), 224);
+        // A call that runs long counts as long as it runs.
+        let long = slots.try_acquire(&other).expect("a slot");
+        tokio::time::sleep(window * 3).await;
+        assert_eq!(slots.share(&noisy), 112);
+        drop(long);
+        assert_eq!(slots.share(&noisy), 224);
+    }
+
     #[test]
     fn while_few_services_run_two_calls_at_once_a_quiet_one_finds_a_slot() {
-        for (total, services) in [(8, 3), (32, 10), (256, 100)] {
-            let slots = FairSlots::new(total);
-            slots.set_services(services + 1);
-            let noisy: Vec<Arc<Holding>> = (0..services).map(|_| Arc::default()).collect();
-            let mut held = Vec::new();
-            // Every service but the quiet one runs as many calls as it may.
-            for _ in 0..4 {
-                for service in &noisy {
-                    held.extend(take(&slots, service));
+        for active in [false, true] {
+            for (total, services) in [(8, 3), (32, 10), (256, 100)] {
+                let slots = FairSlots::new(total);
+                let noisy: Vec<Arc<Holding>> = (0..services).map(|_| Arc::default()).collect();
+                let quiet = Arc::new(Holding::default());
+                if active {
+                    for service in noisy.iter().chain([&quiet]) {
+                        call_once(&slots, service);
+                    }
                 }
-            }
-            let busy = noisy.iter().filter(|h| h.count() >= QUIET_CALLS).count();
-            let quiet = Arc::new(Holding::default());
-            let found = slots.try_acquire(&quiet).is_some();
-            // The guarantee: a slot, unless reserve/2 services are at two
-            // calls or more.
-            let reserve = (total / 8).max(1);
-            assert!(
-                found || busy * QUIET_CALLS >= reserve,
-                "{total} slots, {services} noisy: none for the quiet one"
-            );
-            if services < 4 {
-                assert!(found, "{total} slots, {services} noisy");
+                let mut held = Vec::new();
+                // Every service but the quiet one runs as many calls as it may.
+                for _ in 0..4 {
+                    for service in &noisy {
+                        held.extend(take(&slots, service));
+                    }
+                }
+                let busy = noisy.iter().filter(|h| h.count() >= QUIET_CALLS).count();
+                let found = slots.try_acquire(&quiet).is_some();
+                // The guarantee: a slot, unless reserve/2 services are at two
+                // calls or more.
+                let reserve = (total / 8).max(1);
+                assert!(
+                    found || busy * QUIET_CALLS >= reserve,
+                    "{total} slots, {services} noisy: none for the quiet one"
+                );
+                // With the quiet service active, fewer than four noisy ones
+                // leave it room beyond the reserve.
+                if active && services < 4 {
+                    assert!(found, "{total} slots, {services} noisy");
+                }
             }
         }
     }
@@ -390,8 +499,10 @@ mod tests {
     async fn a_returned_slot_goes_to_the_next_service_in_turn_and_its_oldest_call() {
         // 10 slots, reserve 1, share (10 - 1) / 4 = 2 with four services.
         let slots = FairSlots::new(10);
-        slots.set_services(4);
         let services: Vec<Arc<Holding>> = (0..4).map(|_| Arc::default()).collect();
+        for service in &services {
+            call_once(&slots, service);
+        }
         let mut held: Vec<Slot> = Vec::new();
         for service in &services {
             held.extend(take(&slots, service));
@@ -438,7 +549,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_that_stops_waiting_leaves_its_queue_and_its_slot_goes_on() {
         let slots = FairSlots::new(4);
-        slots.set_services(2);
+        call_once(&slots, &Arc::default());
         let noisy = Arc::new(Holding::default());
         let held = take(&slots, &noisy);
         assert_eq!(held.len(), 1);
@@ -466,7 +577,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn thousands_of_calls_of_many_services_all_get_slots_and_give_them_back() {
         let slots = FairSlots::new(64);
-        slots.set_services(100);
         let services: Vec<Arc<Holding>> = (0..100).map(|_| Arc::default()).collect();
         let calls: Vec<_> = (0..5_000)
             .map(|n| {
@@ -494,7 +604,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_call_gets_the_slot_its_own_service_returns() {
         let slots = FairSlots::new(4);
-        slots.set_services(2);
+        call_once(&slots, &Arc::default());
         let noisy = Arc::new(Holding::default());
         // The share of one of two services: (4 - 1) / 2 = 1 slot.
         let mut held = take(&slots, &noisy);

@@ -242,7 +242,6 @@ impl Services {
         let service = if new {
             let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
             let service = map.entry(name.to_owned()).or_insert(service).clone();
-            self.slots.set_services(map.len());
             self.timers_changed.notify_one();
             service
         } else {
@@ -440,7 +439,6 @@ impl Services {
         let removed = {
             let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
             let removed = map.remove(name);
-            self.slots.set_services(map.len());
             self.timers_changed.notify_one();
             removed
         };
