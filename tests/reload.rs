@@ -286,6 +286,28 @@ async fn services_loading_one_file_share_its_code_and_keep_their_own_versions() 
 }
 
 #[tokio::test]
+async fn services_starting_with_one_file_compile_it_once() {
+    // Six services of the same bytes load at once at start-up: one
+    // compiles, the others wait for it and reuse its code.
+    let specs: Vec<ServiceSpec> = (1..=6)
+        .map(|n| ServiceSpec::new(&format!("flight-{n}")).handler("echo"))
+        .collect();
+    let gateway = TestGateway::start(&specs).await;
+    let lines = wait_for_log(&["handler loaded", "service=flight-"], 6).await;
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    let compiled = lines
+        .iter()
+        .filter(|line| line.contains("shared_code=false"))
+        .count();
+    assert_eq!(compiled, 1, "{lines:#?}");
+    for n in 1..=6 {
+        let mut client = gateway.connect(&format!("flight-{n}")).await;
+        assert_eq!(ask(&mut client, "hello").await, "hello");
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_bad_service_toml_keeps_the_old_settings() {
     let gateway = TestGateway::start(&[ServiceSpec::new("tuned")
         .handler("probe")

@@ -201,12 +201,39 @@ pub struct Runtime {
 /// to the instance pool, whose slots keep the memory image of the module
 /// they last held) instead of one per service. Instances, stores and
 /// everything they hold stay per call; only read-only code is shared.
+///
+/// Loads of one hash take turns ([`SharedComponents::turn`]): when many
+/// services load the same file at once (a gateway starting on a folder of
+/// copies), one compiles it and the others wait and reuse it, instead of
+/// each compiling its own copy.
 #[derive(Default)]
 struct SharedComponents {
     by_hash: std::sync::Mutex<std::collections::HashMap<String, (Prepared, std::sync::Weak<()>)>>,
+    loading: std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>,
+    >,
 }
 
 impl SharedComponents {
+    /// Waits for the turn to load `hash`: no other load of the same hash
+    /// runs while the guard is held. A load that fails passes the turn on
+    /// (the next one tries for itself, and logs its own failure).
+    async fn turn(&self, hash: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            loading.retain(|_, lock| lock.strong_count() > 0);
+            match loading.get(hash).and_then(std::sync::Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    loading.insert(hash.to_owned(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+
     /// The linked component loaded from `hash`, if a loaded handler still
     /// holds it.
     fn get(&self, hash: &str) -> Option<(Prepared, Arc<()>)> {
@@ -326,14 +353,20 @@ impl Runtime {
         hash: &str,
         cache: Option<&CompileCache>,
     ) -> Result<(HandlerModule, bool), LoadError> {
-        if let Some((pre, holder)) = self.shared.get(hash) {
-            let module = HandlerModule {
-                pre,
-                pool: Arc::default(),
-                _shared: Some(holder),
-                reused_code: true,
-            };
-            return Ok((module, true));
+        let shared = |(pre, holder)| HandlerModule {
+            pre,
+            pool: Arc::default(),
+            _shared: Some(holder),
+            reused_code: true,
+        };
+        if let Some(found) = self.shared.get(hash) {
+            return Ok((shared(found), true));
+        }
+        let _turn = self.shared.turn(hash).await;
+        // Another load of the same bytes may have finished while this one
+        // waited for its turn.
+        if let Some(found) = self.shared.get(hash) {
+            return Ok((shared(found), true));
         }
         let (mut module, from_cache) = self.compile_cached(bytes, hash, cache).await?;
         module._shared = Some(self.shared.insert(hash, &module.pre));
