@@ -16,6 +16,10 @@
 //!   calls do not shrink anyone's share: a busy service beside a hundred
 //!   idle ones runs as many calls at once as it would alone.
 //!
+//! Active services are never more than loaded ones (but for a removed
+//! service, counted until its window ends), so no service's share is
+//! smaller than it would be if every loaded service counted.
+//!
 //! When a second service becomes active while a first holds all G − R, its
 //! first calls run on the reserve, and the first service takes no new slot
 //! above its (now halved) share: the slots come over as the first
