@@ -149,3 +149,28 @@ async fn a_handler_file_over_the_size_cap_is_refused_unread() {
     );
     bystander_echoes(&gateway, "cap-bystander").await;
 }
+
+#[tokio::test]
+async fn a_core_module_with_malformed_component_metadata_is_refused_with_a_reason() {
+    // A core module whose own `component-type` custom section lies about
+    // its lengths (found by fuzzing `wrap`; the corpus keeps the input,
+    // whose first byte picks raw mode): wit-component panics decoding it.
+    let input =
+        include_bytes!("../fuzz/corpus/core_module/crash-3cc1ae92821f8e0130d64e7c7cdd5b4e29494c63");
+    let gateway = TestGateway::start(&[
+        ServiceSpec::new("bad-metadata").bytes("handler.wasm", input[1..].to_vec()),
+        bystander("metadata-bystander"),
+    ])
+    .await;
+    let lines = wait_for_log(&["service=bad-metadata", "handler rejected"], 1).await;
+    assert!(
+        lines[0].contains("component metadata") && !lines[0].contains("panicked"),
+        "{}",
+        lines[0]
+    );
+    let (status, body) = upgrade_refusal(&gateway.ws_url("/ws/bad-metadata"))
+        .await
+        .expect("fails closed");
+    assert_eq!(status, 503, "{body}");
+    bystander_echoes(&gateway, "metadata-bystander").await;
+}

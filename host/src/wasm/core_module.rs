@@ -64,7 +64,28 @@ pub(crate) fn imports_wasi_preview1(module: &[u8]) -> bool {
 /// loads as its toolchain built it. The error names what does not fit: a
 /// missing export, an unknown import, a wrong signature, with the fix where
 /// there is a usual one.
+///
+/// A module whose own `component-type` custom sections are malformed can
+/// make `wit-component` panic while it decodes them (an index past the
+/// section's end, found by fuzzing); that panic is caught here and becomes
+/// an error like any other, so no caller (the compile queue, `wasmgate
+/// check`, `wasmgate invoke`) sees it.
 pub fn wrap(module: &[u8]) -> Result<Vec<u8>, WrapError> {
+    std::panic::catch_unwind(|| wrap_unchecked(module)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(WrapError(format!(
+            "the module's component metadata (its `component-type` custom sections) \
+             is malformed: wit-component could not decode it ({why})"
+        )))
+    })
+}
+
+/// [`wrap`], which may panic on malformed component metadata.
+fn wrap_unchecked(module: &[u8]) -> Result<Vec<u8>, WrapError> {
     let (resolve, world) = handler_world();
     let wasi = imports_wasi_preview1(module);
     let mut module = if wasi && needs_adapter_allocator(module) {
