@@ -291,11 +291,17 @@ fn deserialize(engine: &Engine, artefact: &[u8]) -> Result<Component, LoadError>
 /// The text of a panic that ended a blocking task.
 fn panic_message(join: tokio::task::JoinError) -> String {
     match join.try_into_panic() {
-        Ok(panic) => panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned()),
+        Ok(panic) => panic_text(&*panic),
         Err(join) => join.to_string(),
     }
+}
+
+/// The message a panic carried (a `&str` or a `String`, as `panic!` makes
+/// them).
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

@@ -72,11 +72,7 @@ pub(crate) fn imports_wasi_preview1(module: &[u8]) -> bool {
 /// check`, `wasmgate invoke`) sees it.
 pub fn wrap(module: &[u8]) -> Result<Vec<u8>, WrapError> {
     std::panic::catch_unwind(|| wrap_unchecked(module)).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|text| (*text).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_owned());
+        let why = super::compiler::panic_text(&*panic);
         Err(WrapError(format!(
             "the module's component metadata (its `component-type` custom sections) \
              is malformed: wit-component could not decode it ({why})"
